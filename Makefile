@@ -1,0 +1,33 @@
+# Two commands do all the set-up: `make demo` and `make test` (README).
+PYTHON ?= python3
+VENV ?= .venv
+# Torch is installed first, on its own, so that pip never resolves a plain `torch`
+# requirement to the multi-GB CUDA wheels on a CPU-only machine. Override, e.g.:
+#   make test TORCH_SPEC="torch==2.5.1" TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+DEMO_OUT ?= demo-out
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.xpt-installed
+
+.PHONY: demo test lint env clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	PYTHON="$(PYTHON)" VENV="$(VENV)" TORCH_SPEC="$(TORCH_SPEC)" TORCH_PIP_ARGS="$(TORCH_PIP_ARGS)" \
+		bash scripts/setup_env.sh
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/xpt demo --out $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	PYOPENGL_PLATFORM=$${PYOPENGL_PLATFORM:-egl} $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""xpt.benchmarks: evaluation datasets, feature extraction, linear SVM and few-shot."""

@@ -1,0 +1,1 @@
+"""xpt.render: headless pyrender renderer, camera rigs, scene building and the worker pool."""

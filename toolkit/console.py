@@ -1,0 +1,151 @@
+"""Console output shared by every command: progress bars, summary tables, ``--json``.
+
+Progress and messages go to stderr so that stdout stays clean for piping; the
+summary table goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from xpt.toolkit.fsio import atomic_write_json
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second, with the unit given as the task field ``unit``."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "it")
+        return Text(f"{speed:.1f} {unit}/s" if speed else f"-- {unit}/s", style="cyan")
+
+
+class _FailColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        failed = task.fields.get("failed", 0)
+        return Text(f"{failed} failed", style="red" if failed else "dim")
+
+
+class RunProgress:
+    """A progress bar with items/s, ETA and a failure count.
+
+    >>> with RunProgress("render", total=10, unit="obj") as bar:
+    ...     bar.advance(ok=True)
+
+    Failure messages printed through :meth:`fail` appear above the bar, one line each.
+    The bar is hidden when stderr is not a terminal or ``XPT_NO_PROGRESS`` is set.
+    """
+
+    def __init__(self, description: str, total: int | None, unit: str = "it"):
+        disable = bool(os.environ.get("XPT_NO_PROGRESS")) or not err.is_terminal
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            _FailColumn(),
+            console=err,
+            disable=disable,
+        )
+        self._task = self._progress.add_task(description, total=total, unit=unit, failed=0)
+        self.done = 0
+        self.failed = 0
+
+    def __enter__(self) -> RunProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def advance(self, ok: bool = True, n: int = 1) -> None:
+        self.done += n
+        if not ok:
+            self.failed += n
+        self._progress.update(self._task, advance=n, failed=self.failed)
+
+    def fail(self, message: str) -> None:
+        """Print a one-line failure message (the caller also calls ``advance(ok=False)``)."""
+        self._progress.console.print(f"[red]failed[/red] {message}", highlight=False, markup=True)
+
+    def note(self, message: str) -> None:
+        self._progress.console.print(message, highlight=False)
+
+
+def track(
+    items: Iterable[T], description: str, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
+    """Iterate with a :class:`RunProgress` bar (no failure accounting)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with RunProgress(description, total=total, unit=unit) as bar:
+        for item in items:
+            yield item
+            bar.advance()
+
+
+def summary_table(title: str, rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Table:
+    """A rich table: a mapping gives two columns (key, value), rows of mappings give columns."""
+    table = Table(title=title, title_justify="left")
+    if isinstance(rows, Mapping):
+        table.add_column("")
+        table.add_column("value", justify="right")
+        for key, value in rows.items():
+            table.add_row(str(key), _fmt(value))
+        return table
+    rows = list(rows)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        table.add_column(str(column), justify="left" if column == columns[0] else "right")
+    for row in rows:
+        table.add_row(*(_fmt(row.get(column)) for column in columns))
+    return table
+
+
+def print_table(title: str, rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> None:
+    out.print(summary_table(title, rows))
+
+
+def write_json_report(path: str | os.PathLike | None, data: Any) -> None:
+    """Write a ``--json`` report (``-`` means stdout); does nothing when ``path`` is None."""
+    if path is None:
+        return
+    if str(path) == "-":
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        return
+    atomic_write_json(Path(path), json.loads(json.dumps(data, default=str)))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)

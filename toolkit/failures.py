@@ -1,0 +1,53 @@
+"""The failure record: one JSON line per object a stage could not handle.
+
+``failures.jsonl`` holds ``{"id", "path", "stage", "reason"}`` per line. Lines are
+appended and flushed one at a time, so a crash never loses what was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FAILURES_FILE = "failures.jsonl"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why one object was left out (or degraded) at one stage."""
+
+    id: str
+    path: str | None
+    stage: str
+    reason: str
+
+    def line(self) -> str:
+        """The one-line console form: ``id (path): stage: reason``."""
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.id}{where}: {self.stage}: {self.reason}"
+
+
+class FailureLog:
+    """Appends failures to ``<folder>/failures.jsonl`` and counts them."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.count = 0
+
+    def record(self, failure: Failure) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(failure), sort_keys=True) + "\n")
+            handle.flush()
+        self.count += 1
+
+
+def read_failures(path: str | os.PathLike) -> list[Failure]:
+    """All failures recorded in ``path`` (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Failure(**json.loads(line)) for line in lines if line.strip()]

@@ -1,0 +1,1 @@
+"""xpt.train: encoders, losses, augmentations, the streaming pipeline and the training loop."""
