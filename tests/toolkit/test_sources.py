@@ -1,0 +1,282 @@
+"""Mesh sources on small trees in the real layouts: detection, filters, labels, keys, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trimesh
+
+from xpt.toolkit.failures import Failure, FailureLog, read_failures
+from xpt.toolkit.meshio import MeshError, load_object
+from xpt.toolkit.sources import SourceError, detect_layout, open_source
+
+CHAIR, TABLE, ODD = "03001627", "04379243", "02828884"
+TRIANGLE_OBJ = "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
+
+
+def write_mesh(path: Path) -> Path:
+    """A unit cube in the format given by ``path``'s suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = trimesh.creation.box().export(file_type=path.suffix[1:])
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def shapenet_tree(root: Path, version: int, taxonomy: bool) -> Path:
+    """Three synsets; the table synset has one model folder whose mesh is missing."""
+    models = {CHAIR: ["c2", "c1"], TABLE: ["t1", "t0"], ODD: ["b1"]}
+    for synset, ids in models.items():
+        for model_id in ids:
+            folder = root / synset / model_id
+            if version == 2:
+                write_mesh(folder / "models" / "model_normalized.obj")
+            else:
+                write_mesh(folder / "model.obj")
+    (root / TABLE / "t9").mkdir()  # a model folder without its mesh file
+    (root / "notes").mkdir()  # not a synset: no model inside
+    if taxonomy:
+        entries = [
+            {"synsetId": CHAIR, "name": "chair", "children": [], "numInstances": 2},
+            {"synsetId": TABLE, "name": "table,tabular array", "children": []},
+        ]
+        (root / "taxonomy.json").write_text(json.dumps(entries))
+    return root
+
+
+def modelnet_tree(root: Path) -> Path:
+    for cls, train, test in (
+        ("chair", ["chair_0001", "chair_0002"], ["chair_0003"]),
+        ("airplane", ["airplane_0001"], ["airplane_0002"]),
+    ):
+        for name in train:
+            write_mesh(root / cls / "train" / f"{name}.off")
+        for name in test:
+            write_mesh(root / cls / "test" / f"{name}.off")
+    (root / "chair" / "train" / ".DS_Store").write_bytes(b"\0")
+    (root / "README.txt").write_text("ModelNet")
+    return root
+
+
+def test_shapenet_v2_with_taxonomy(tmp_path: Path) -> None:
+    root = shapenet_tree(tmp_path / "ShapeNetCore.v2", version=2, taxonomy=True)
+    assert detect_layout(root) == "shapenet-v2"
+    objects = open_source(root)
+    summary = [(o.category_id, o.category_name, o.model_id, o.label) for o in objects]
+    assert summary == [
+        (ODD, ODD, "b1", 0),  # not in taxonomy.json: the synset id is the name
+        (CHAIR, "chair", "c1", 1),
+        (CHAIR, "chair", "c2", 1),
+        (TABLE, "table", "t0", 2),
+        (TABLE, "table", "t1", 2),
+        (TABLE, "table", "t9", 2),
+    ]
+    assert {o.source for o in objects} == {"shapenet-v2"}
+    assert {o.split for o in objects} == {None}
+    assert objects[1].path == root / CHAIR / "c1" / "models" / "model_normalized.obj"
+    assert objects[1].key == f"shapenet-v2_{CHAIR}_c1"
+    # the model folder without a mesh is listed, and loading it reports why
+    with pytest.raises(MeshError, match="file not found"):
+        load_object(objects[-1])
+    assert len(load_object(objects[1]).scene.geometry) == 1
+
+
+def test_shapenet_v1_without_taxonomy(tmp_path: Path) -> None:
+    root = shapenet_tree(tmp_path / "v1", version=1, taxonomy=False)
+    assert detect_layout(root) == "shapenet-v1"
+    objects = open_source(root, categories=[CHAIR])
+    assert [(o.source, o.category_name, o.model_id, o.label) for o in objects] == [
+        ("shapenet-v1", CHAIR, "c1", 1),
+        ("shapenet-v1", CHAIR, "c2", 1),
+    ]
+    assert objects[0].path == root / CHAIR / "c1" / "model.obj"
+
+
+def test_category_filter_by_name_and_id_and_limit(tmp_path: Path) -> None:
+    root = shapenet_tree(tmp_path / "sn", version=2, taxonomy=True)
+    by_name = open_source(root, categories=["table", "Chair"])
+    by_id = open_source(root, categories=f"{TABLE},{CHAIR}")
+    assert [o.key for o in by_name] == [o.key for o in by_id]
+    assert [o.model_id for o in by_name] == ["c1", "c2", "t0", "t1", "t9"]
+    # labels do not depend on the filter
+    assert {o.category_id: o.label for o in by_name} == {CHAIR: 1, TABLE: 2}
+    limited = open_source(root, categories=["table", "chair"], limit=3)
+    assert [o.model_id for o in limited] == ["c1", "c2", "t0"]
+    with pytest.raises(SourceError, match=r"unknown categories sofa \(available: 02828884"):
+        open_source(root, categories=["sofa"])
+    with pytest.raises(SourceError, match="has no splits"):
+        open_source(root, split="train")
+    with pytest.raises(SourceError, match="limit must be at least 1"):
+        open_source(root, limit=0)
+
+
+def test_a_single_synset_folder_keeps_the_dataset_labels(tmp_path: Path) -> None:
+    root = shapenet_tree(tmp_path / "sn", version=2, taxonomy=True)
+    assert detect_layout(root / TABLE) == "shapenet-v2"
+    objects = open_source(root / TABLE)
+    assert [(o.category_name, o.model_id, o.label) for o in objects] == [
+        ("table", "t0", 2),
+        ("table", "t1", 2),
+        ("table", "t9", 2),
+    ]
+
+
+def test_modelnet_with_splits(tmp_path: Path) -> None:
+    root = modelnet_tree(tmp_path / "ModelNet10")
+    assert detect_layout(root) == "modelnet"
+    objects = open_source(root)
+    assert [(o.category_id, o.model_id, o.split, o.label) for o in objects] == [
+        ("airplane", "airplane_0001", "train", 0),
+        ("airplane", "airplane_0002", "test", 0),
+        ("chair", "chair_0001", "train", 1),
+        ("chair", "chair_0002", "train", 1),
+        ("chair", "chair_0003", "test", 1),
+    ]
+    assert objects[2].path == root / "chair" / "train" / "chair_0001.off"
+    test = open_source(root, split="test")
+    assert [o.model_id for o in test] == ["airplane_0002", "chair_0003"]
+    assert [o.model_id for o in open_source(root, split="train", categories=["chair"])] == [
+        "chair_0001",
+        "chair_0002",
+    ]
+    with pytest.raises(SourceError, match=r"no split 'val' \(available: test, train\)"):
+        open_source(root, split="val")
+    assert [o.model_id for o in open_source(root / "chair", split="test")] == ["chair_0003"]
+
+
+def test_folder_of_meshes(tmp_path: Path) -> None:
+    root = tmp_path / "mine"
+    for rel in (
+        "mug/a.obj",
+        "mug/b.off",
+        "mug/c.ply",
+        "vase/d.stl",
+        "vase/e.glb",
+        "vase/old/e.glb",
+        "lamp/e.glb",
+        ".hidden/x.obj",
+    ):
+        write_mesh(root / rel)
+    (root / "vase" / "notes.txt").write_text("not a mesh")
+    assert detect_layout(root) == "folder"
+    objects = open_source(root)
+    assert [(o.category_id, o.model_id, o.label) for o in objects] == [
+        ("lamp", "e", 0),
+        ("mug", "a", 1),
+        ("mug", "b", 1),
+        ("mug", "c", 1),
+        ("old", "e", 2),
+        ("vase", "d", 3),
+        ("vase", "e", 3),
+    ]
+    assert {o.source for o in objects} == {"folder"}
+    for obj in objects:
+        assert len(load_object(obj).scene.geometry) >= 1
+    # a single mesh file is a one-object folder source
+    single = open_source(root / "mug" / "b.off")
+    assert [(o.category_id, o.model_id, o.label) for o in single] == [("mug", "b", 0)]
+
+
+def test_folder_duplicate_stems_get_path_ids(tmp_path: Path) -> None:
+    root = tmp_path / "dup"
+    for rel in ("x/chair/a.obj", "y/chair/a.obj", "y/chair/a.ply"):
+        write_mesh(root / rel)
+    objects = open_source(root)
+    assert [o.model_id for o in objects] == ["x-chair-a-obj", "y-chair-a-obj", "y-chair-a-ply"]
+    assert len({o.key for o in objects}) == 3
+
+
+def test_keys_are_stable_unique_and_dot_free(tmp_path: Path) -> None:
+    root = modelnet_tree(tmp_path / "mn")
+    first = [o.key for o in open_source(root)]
+    assert first == [o.key for o in open_source(str(root))]
+    assert len(set(first)) == len(first)
+    assert all("." not in k and "/" not in k for k in first)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("absent", "no such file or folder"),
+        (".", "no mesh files found"),
+        ("sub/readme.md", "not a mesh file"),
+    ],
+)
+def test_bad_source_paths(tmp_path: Path, name: str, message: str) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "readme.md").write_text("no meshes here")
+    path = tmp_path / name
+    with pytest.raises(SourceError, match=f"{path}: {message}"):
+        detect_layout(path)
+    with pytest.raises(SourceError, match=message):
+        open_source(path)
+
+
+def test_bad_taxonomy_is_a_clear_error(tmp_path: Path) -> None:
+    root = shapenet_tree(tmp_path / "sn", version=2, taxonomy=False)
+    (root / "taxonomy.json").write_text("{not json")
+    with pytest.raises(SourceError, match="taxonomy.json: cannot read taxonomy"):
+        open_source(root)
+
+
+def test_bad_files_are_reported_and_good_ones_load(tmp_path: Path) -> None:
+    """The "none crash the run" contract: iterate, load, record failures, keep going."""
+    root = tmp_path / "mixed"
+    good = [write_mesh(root / "box" / n) for n in ("a.obj", "b.off", "c.ply", "d.stl", "e.glb")]
+    textured = root / "box" / "f.obj"
+    textured.write_text("mtllib f.mtl\n" + TRIANGLE_OBJ)
+    (root / "box" / "f.mtl").write_text("newmtl m\nKd 1 0 0\nmap_Kd gone.png\n")
+    bad = {
+        "empty.obj": b"",
+        "corrupt.obj": b"\x89garbage\x00\xff" * 20,
+        "nan.obj": b"v 0 0 0\nv 1 0 0\nv 0 nan 0\nf 1 2 3\n",
+        "absurd.ply": b"ply\nformat binary_little_endian 1.0\nelement vertex 99999999999\n"
+        b"property float x\nproperty float y\nproperty float z\nend_header\n",
+        "truncated.stl": trimesh.creation.box().export(file_type="stl")[:200],
+    }
+    for name, data in bad.items():
+        (root / "bad" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "bad" / name).write_bytes(data)
+
+    log = FailureLog(tmp_path / "failures.jsonl")
+    loaded, warned = [], {}
+    for obj in open_source(root):
+        try:
+            mesh = load_object(obj)
+        except MeshError as error:
+            log.record(Failure(obj.key, obj.where, "load", error.reason))
+            continue
+        loaded.append(obj.path)
+        if mesh.warnings:
+            warned[obj.path] = mesh.warnings
+
+    assert sorted(loaded) == sorted(good + [textured])
+    assert warned == {textured: ["texture 'gone.png' (map_Kd in f.mtl) not found"]}
+    failures = read_failures(log.path)
+    assert sorted(Path(f.path).name for f in failures) == sorted(bad)
+    assert log.count == len(bad)
+    assert all(f.stage == "load" and f.reason and "\n" not in f.reason for f in failures)
+
+
+def test_procedural_source() -> None:
+    from xpt.toolkit import procedural
+
+    names = list(procedural.CATEGORIES[:2])
+    objects = open_source("procedural", categories=names, per_category=2, seed=3)
+    assert len(objects) == 4
+    assert {o.source for o in objects} == {"procedural"}
+    assert {o.category_name for o in objects} == set(names)
+    assert [o.key for o in objects] == [
+        o.key for o in open_source("procedural", categories=names, per_category=2, seed=3)
+    ]
+    by_id = open_source(
+        "procedural", categories=[procedural.category_id(names[0])], per_category=2, seed=3
+    )
+    assert [o.key for o in by_id] == [o.key for o in objects if o.category_name == names[0]]
+    assert len(open_source("procedural", per_category=1, limit=3)) == 3
+    evaluation = open_source("procedural-eval", per_category=1)
+    assert {o.source for o in evaluation} == {"procedural-eval"}
+    assert set(procedural.EVAL_ONLY_CATEGORIES) <= {o.category_name for o in evaluation}
+    with pytest.raises(SourceError, match="unknown categories no-such-thing"):
+        open_source("procedural", categories=["no-such-thing"])

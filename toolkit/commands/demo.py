@@ -1,0 +1,23 @@
+"""``xpt demo``: run the pipeline end to end on the embedded procedural library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for every output of the demo.")] = Path(
+        "demo-out"
+    ),
+    per_category: Annotated[
+        int, typer.Option("--per-category", min=1, help="Procedural objects per category.")
+    ] = 3,
+    seed: Annotated[int, typer.Option(help="Seed for every stage.")] = 0,
+) -> None:
+    """Generate a small procedural set and run the pipeline on it (CPU, a few minutes)."""
+    from xpt.toolkit.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out, per_category, seed))
