@@ -1,0 +1,216 @@
+"""Each augmentation has its documented effect, and a fixed generator makes them repeatable."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from xpt.train.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageAugmentConfig,
+    PointAugmentConfig,
+    augment_images,
+    augment_points,
+    color_jitter,
+    normalize_unit_sphere,
+    random_input_dropout,
+    random_jitter,
+    random_rotate_up,
+    random_scale,
+    random_translate,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def cloud(b: int = 8, n: int = 256, seed: int = 100) -> torch.Tensor:
+    """Anisotropic, off-centre clouds (B, N, 3)."""
+    g = gen(seed)
+    return torch.randn(b, n, 3, generator=g) * torch.tensor([3.0, 1.0, 0.5]) + 4.0
+
+
+def test_unit_sphere_normalisation() -> None:
+    out = normalize_unit_sphere(cloud())
+    torch.testing.assert_close(out.mean(dim=1), torch.zeros(8, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.norm(dim=2).amax(dim=1), torch.ones(8))
+    assert torch.equal(normalize_unit_sphere(torch.ones(1, 4, 3)), torch.zeros(1, 4, 3))
+
+
+def test_rotation_is_about_y_and_rigid() -> None:
+    points = normalize_unit_sphere(cloud())
+    out = random_rotate_up(points, gen())
+    torch.testing.assert_close(out.norm(dim=2), points.norm(dim=2))
+    torch.testing.assert_close(out[..., 1], points[..., 1])
+    exact = "donot_use_mm_for_euclid_dist"
+    torch.testing.assert_close(
+        torch.cdist(out, out, compute_mode=exact), torch.cdist(points, points, compute_mode=exact)
+    )
+    # One angle per cloud, different between clouds, and a proper rotation (no mirror).
+    angle_in = torch.atan2(points[..., 0], points[..., 2])
+    angle_out = torch.atan2(out[..., 0], out[..., 2])
+    delta = torch.remainder(angle_out - angle_in, 2 * math.pi)
+    spread = torch.remainder(delta - delta[:, :1] + math.pi, 2 * math.pi) - math.pi
+    assert spread.abs().max() < 1e-3
+    assert delta[:, 0].std() > 0.5
+
+
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_scale_in_range(per_axis: bool) -> None:
+    points = normalize_unit_sphere(cloud(b=256, n=16))
+    out = random_scale(points, gen(), 0.5, 2.0, per_axis=per_axis)
+    ratio = out / points  # (B, N, 3), constant over points
+    torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))
+    factors = ratio[:, 0]
+    assert factors.min() >= 0.5 and factors.max() <= 2.0
+    assert factors.min() < 0.55 and factors.max() > 1.9
+    axis_spread = (factors.amax(dim=1) - factors.amin(dim=1)).max()
+    assert (axis_spread > 0.1) if per_axis else (axis_spread < 1e-5)
+
+
+def test_translation_is_one_shift_bounded_by_the_extent() -> None:
+    points = normalize_unit_sphere(cloud(b=64))
+    out = random_translate(points, gen(), 0.5)
+    shift = out - points
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))
+    extent = points.amax(dim=1) - points.amin(dim=1)
+    relative = shift[:, 0] / extent
+    assert relative.abs().max() <= 0.5 + 1e-6 and relative.abs().max() > 0.4
+    assert relative.min() < 0 < relative.max()
+
+
+def test_jitter_is_clipped_with_the_right_spread() -> None:
+    points = torch.zeros(4, 20000, 3)
+    noise = random_jitter(points, gen(), 0.01, 0.05)
+    assert 0.0098 < noise.std() < 0.0102 and noise.abs().max() <= 0.05
+    clipped = random_jitter(points, gen(), 0.1, 0.05)
+    assert clipped.abs().max() == pytest.approx(0.05)
+    assert (clipped.abs() == 0.05).float().mean() > 0.5  # |N(0, 0.1)| > 0.05 for ~62 %
+
+
+def test_dropout_replaces_by_first_point_with_ratio_in_range() -> None:
+    points = cloud(b=64, n=2000)
+    out, drop = random_input_dropout(points, gen(), 0.875)
+    first = points[:, :1].expand_as(points)
+    assert torch.equal(out[drop], first[drop])
+    assert torch.equal(out[~drop], points[~drop])
+    changed = (out != points).any(dim=2)
+    assert torch.equal(changed, drop & (points != first).any(dim=2))
+    ratio = drop.float().mean(dim=1)
+    assert ratio.max() < 0.875 + 0.04  # binomial noise over 2000 points: sigma < 0.012
+    assert ratio.min() < 0.1 and ratio.max() > 0.75
+    assert 0.35 < ratio.mean() < 0.52  # U[0, 0.875) has mean 0.4375
+    none, none_dropped = random_input_dropout(points, gen(), 0.0)
+    assert not none_dropped.any() and torch.equal(none, points)
+
+
+def test_full_point_pipeline_is_deterministic_and_bounded() -> None:
+    points = cloud(b=4, n=512)
+    a = augment_points(points, gen(7))
+    assert a.shape == points.shape and a.dtype == points.dtype
+    assert torch.equal(a, augment_points(points, gen(7)))
+    assert not torch.allclose(a, augment_points(points, gen(8)))
+    # unit sphere * scale <= 2 -> radius 2; translation <= 0.5 * extent <= 2 per axis; jitter.
+    assert a.abs().max() <= 2.0 + 2.0 + 0.05
+    g = gen(9)
+    view_1, view_2 = augment_points(points, g), augment_points(points, g)
+    assert not torch.allclose(view_1, view_2)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"scale_low": 0.0},
+        {"scale_low": 2.0, "scale_high": 1.0},
+        {"translate_range": -0.1},
+        {"jitter_std": -1.0},
+        {"max_dropout_ratio": 1.0},
+    ],
+)
+def test_point_config_is_validated(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        PointAugmentConfig(**kwargs)
+
+
+PLAIN = ImageAugmentConfig(size=16, brightness=0.0, contrast=0.0, saturation=0.0, flip_p=0.0)
+
+
+def _mean_std() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def test_image_shape_dtype_and_normalisation() -> None:
+    images = torch.full((2, 24, 40, 3), 128, dtype=torch.uint8)
+    out = augment_images(images, gen(), PLAIN)
+    assert out.shape == (2, 3, 16, 16) and out.dtype == torch.float32
+    mean, std = _mean_std()
+    torch.testing.assert_close(out, ((128 / 255 - mean) / std).expand(2, 3, 16, 16))
+    noise = torch.randint(0, 256, (8, 16, 16, 3), generator=gen(1), dtype=torch.uint8)
+    out = augment_images(noise, gen(), PLAIN)  # already 16 x 16: no resampling
+    pixels = noise.double().div(255).reshape(-1, 3)
+    expected_mean = (pixels.mean(dim=0) - mean.view(3).double()) / std.view(3).double()
+    expected_std = pixels.std(dim=0) / std.view(3).double()
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)).double(), expected_mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(0, 2, 3)).double(), expected_std, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        out.permute(0, 2, 3, 1).reshape(-1, 3).double() * std.view(3) + mean.view(3),
+        pixels,
+        atol=1e-6,
+        rtol=0,
+    )
+    with pytest.raises(ValueError, match="uint8"):
+        augment_images(noise.float(), gen(), PLAIN)
+
+
+def test_flip_flips() -> None:
+    images = torch.zeros(3, 16, 16, 3, dtype=torch.uint8)
+    images[:, :, :4] = 255  # bright left quarter
+    plain = augment_images(images, gen(), PLAIN)
+    flipped = augment_images(images, gen(), replace(PLAIN, flip_p=1.0))
+    assert torch.equal(flipped, plain.flip(-1))
+    assert not torch.equal(flipped, plain)
+    half = replace(PLAIN, flip_p=0.5)
+    sides = [bool(augment_images(images[:1], gen(s), half)[0, 0, 0, -1] > 0) for s in range(20)]
+    assert 0 < sum(sides) < 20
+
+
+def test_brightness_factor_range_and_grey_invariants() -> None:
+    images = torch.full((64, 4, 4, 3), 102, dtype=torch.uint8)  # grey 0.4
+    x = images.permute(0, 3, 1, 2).float() / 255
+    bright = color_jitter(x, gen(), 0.4, 0.0, 0.0)
+    factor = bright[:, 0, 0, 0] / 0.4
+    assert factor.min() >= 0.6 - 1e-5 and factor.max() <= 1.4 + 1e-5
+    assert factor.min() < 0.65 and factor.max() > 1.35
+    # Contrast and saturation blend towards the grey level, so a grey image stays grey.
+    torch.testing.assert_close(color_jitter(x, gen(), 0.0, 0.4, 0.4), x, atol=1e-3, rtol=0)
+
+
+def test_saturation_moves_colours_towards_grey_and_back() -> None:
+    red = torch.zeros(32, 3, 2, 2)
+    red[:, 0] = 0.8
+    red[:, 1:] = 0.2
+    out = color_jitter(red, gen(), 0.0, 0.0, 0.4)
+    spread = out[:, 0, 0, 0] - out[:, 1, 0, 0]
+    assert spread.min() < 0.6 * 0.7 and spread.max() > 0.6 * 1.3
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_image_pipeline_is_deterministic() -> None:
+    images = torch.randint(0, 256, (3, 20, 20, 3), generator=gen(2), dtype=torch.uint8)
+    config = ImageAugmentConfig(size=8)
+    a = augment_images(images, gen(5), config)
+    assert torch.equal(a, augment_images(images, gen(5), config))
+    assert not torch.equal(a, augment_images(images, gen(6), config))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"size": 0}, {"brightness": -0.1}, {"flip_p": 1.5}, {"std": (1.0, 0.0, 1.0)}]
+)
+def test_image_config_is_validated(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        ImageAugmentConfig(**kwargs)
