@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from xpt import __version__
-from xpt.toolkit.commands import demo, synth
+from xpt.toolkit.commands import demo, inspect, render, shard, synth, verify
 
 app = typer.Typer(
     name="xpt",
@@ -45,6 +45,10 @@ def _root(
 
 app.command("synth")(synth.synth)
 app.command("demo")(demo.demo)
+app.command("shard")(shard.shard)
+app.command("verify")(verify.verify)
+app.command("inspect")(inspect.inspect)
+app.command("render")(render.render)
 
 
 def main() -> None:

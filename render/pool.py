@@ -1,0 +1,395 @@
+"""The render run: worker processes, resume, per-object time limit, failures, summary.
+
+Every object is rendered in a worker process (``spawn`` start method: GL contexts and fork
+do not mix); each worker opens one GL context and keeps it for all its objects. The parent
+never touches OpenGL. It hands one object at a time to each worker and enforces the time
+limit: a worker still busy with an object past its deadline is killed, the object is
+recorded as failed with reason "time limit", and a fresh worker takes its place. A worker
+that dies (e.g. a crash inside a GL driver) costs only the object it was working on.
+
+Workers write each object folder themselves (atomically); the parent appends
+``render_manifest.jsonl`` and ``failures.jsonl``, so each file has a single writer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xpt.render.config import RenderConfig
+from xpt.render.gl import RenderError
+from xpt.render.output import (
+    append_manifest,
+    is_complete,
+    manifest_entry,
+    object_dir,
+    read_manifest_keys,
+)
+from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
+from xpt.toolkit.objects import MeshObject
+
+if TYPE_CHECKING:
+    from xpt.render.renderer import ObjectRenderer
+
+DEFAULT_JOB = "xpt.render.pool:render_job"
+TIME_LIMIT_REASON = "time limit"
+STAGE = "render"
+_POLL_S = 0.5
+STARTUP_LIMIT_S = 300.0
+_STOP_WAIT_S = 5.0
+
+
+class JobError(Exception):
+    """One object failed at ``stage`` ("load", "render", "write") for ``reason``.
+
+    ``reset`` asks the worker to drop its GL context (after a GL error).
+    """
+
+    def __init__(self, stage: str, reason: str, reset: bool = False):
+        super().__init__(stage, reason)
+        self.stage, self.reason, self.reset = stage, reason, reset
+
+
+@dataclass
+class RenderSummary:
+    """What a run did; the fields of the summary table and of ``--json``."""
+
+    objects: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    views: int = 0
+    seconds: float = 0.0
+    views_per_second: float = 0.0
+    gl_renderer: str = "not started (nothing to render)"
+    backend: str = "egl"
+    workers: int = 0
+    out: str = ""
+    failures: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason: ``Type: message``."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: RenderConfig) -> dict:
+    """Load, render and write one object (runs in a worker). Raises :class:`JobError`."""
+    from xpt.render.output import write_object
+    from xpt.render.scene import GeometryError
+    from xpt.toolkit.meshio import MeshError, load_object
+
+    try:
+        loaded = load_object(obj)
+    except MeshError as exc:
+        raise JobError("load", exc.reason) from None
+    try:
+        result = renderer.render(loaded.scene, obj.key)
+    except GeometryError as exc:
+        raise JobError("load", str(exc)) from None
+    except Exception as exc:
+        is_gl = type(exc).__module__.startswith("OpenGL")
+        reason = ("GL error: " if is_gl else "") + describe(exc)
+        raise JobError(STAGE, reason, reset=is_gl) from None
+    result.warnings = [*loaded.warnings, *result.warnings]
+    try:
+        write_object(object_dir(out, obj), obj, result, config)
+    except OSError as exc:
+        raise JobError("write", describe(exc)) from None
+    return {"views": len(result.color), "seconds": result.seconds, "warnings": result.warnings}
+
+
+def _resolve(job: str) -> Callable:
+    module, _, name = job.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _worker_main(
+    conn: Connection, config: RenderConfig, out: str, job: str, raster_threads: int
+) -> None:
+    """Worker process: open one GL context, then render objects until told to stop.
+
+    ``raster_threads`` caps Mesa llvmpipe's rasteriser threads (``LP_NUM_THREADS``, unless
+    the user set it) so that N workers do not start N x cores threads; GPU drivers ignore it.
+    """
+    os.environ.setdefault("LP_NUM_THREADS", str(raster_threads))
+    from xpt.render.renderer import ObjectRenderer
+
+    try:
+        function = _resolve(job)
+        renderer = ObjectRenderer(config)
+    except Exception as exc:
+        conn.send(("fatal", describe(exc)))
+        return
+    conn.send(("ready", renderer.gl_renderer))
+    try:
+        while True:
+            try:
+                obj = conn.recv()
+            except EOFError:
+                return
+            if obj is None:
+                return
+            try:
+                conn.send(("done", function(renderer, obj, Path(out), config)))
+            except JobError as exc:
+                conn.send(("failed", exc.stage, exc.reason))
+                if exc.reset:
+                    return  # the parent starts a fresh worker with a fresh context
+            except Exception as exc:
+                conn.send(("failed", STAGE, describe(exc)))
+    finally:
+        renderer.close()
+
+
+class _Worker:
+    """The parent's handle on one worker process and the object it is working on."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext, args: tuple):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, *args), daemon=True)
+        self.process.start()
+        child.close()
+        self.born = time.monotonic()
+        self.ready = False
+        self.gl_renderer: str | None = None
+        self.obj: MeshObject | None = None
+        self.deadline = math.inf
+        self.started = 0.0
+
+    def assign(self, obj: MeshObject, time_limit: float) -> None:
+        self.conn.send(obj)
+        self.obj, self.started = obj, time.monotonic()
+        self.deadline = self.started + time_limit
+
+    def finish(self) -> MeshObject:
+        obj, self.obj, self.deadline = self.obj, None, math.inf
+        return obj
+
+    def messages(self) -> list[tuple]:
+        """Every message waiting on the pipe; ``("eof",)`` when the pipe is closed."""
+        found = []
+        try:
+            while self.conn.poll():
+                found.append(self.conn.recv())
+        except (EOFError, OSError):
+            found.append(("eof",))
+        return found
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(_STOP_WAIT_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class _Run:
+    """The parent's bookkeeping for one call of :func:`render_objects`."""
+
+    def __init__(self, out: Path, config: RenderConfig, summary: RenderSummary, bar: object):
+        self.out, self.config, self.summary, self.bar = out, config, summary, bar
+        self.failures = FailureLog(out / FAILURES_FILE)
+
+    def fail(self, obj: MeshObject, stage: str, reason: str) -> None:
+        failure = Failure(obj.key, obj.where, stage, reason)
+        self.failures.record(failure)
+        self.summary.failed += 1
+        self.summary.failures.append(asdict(failure))
+        if self.bar is not None:
+            where = f" ({obj.where})" if obj.where else ""
+            self.bar.fail(f"{obj.display}{where}: {stage}: {reason}")
+            self.bar.advance(ok=False)
+
+    def done(self, obj: MeshObject, info: dict) -> None:
+        folder = object_dir(self.out, obj)
+        entry = manifest_entry(obj, folder, self.out, info["views"], info["seconds"])
+        append_manifest(self.out, entry)
+        self.summary.done += 1
+        self.summary.views += info["views"]
+        if self.bar is not None:
+            for warning in info.get("warnings", []):
+                self.bar.note(f"[yellow]warning[/yellow] {obj.display}: {warning}")
+            self.bar.advance(ok=True)
+
+
+def render_objects(
+    objects: Sequence[MeshObject],
+    out: str | Path,
+    config: RenderConfig,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    job: str = DEFAULT_JOB,
+) -> RenderSummary:
+    """Render ``objects`` into ``out``; returns the run's summary.
+
+    Objects whose folder is already complete (same settings) are skipped; failures go to
+    ``<out>/failures.jsonl`` and never stop the run. ``job`` ("module:function") is what a
+    worker does per object, ``render_job`` unless a caller needs otherwise. Raises
+    :class:`RenderError` when no worker can open a GL context.
+    """
+    from xpt.toolkit.console import RunProgress
+
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = RenderSummary(objects=len(objects), backend=config.backend, out=str(out))
+    listed = read_manifest_keys(out)
+    seen: set[str] = set()
+    pending: deque[MeshObject] = deque()
+    duplicates, skipped = [], []
+    for obj in objects:
+        if obj.key in seen:
+            duplicates.append(obj)
+            continue
+        seen.add(obj.key)
+        if is_complete(object_dir(out, obj), config):
+            skipped.append(obj)
+        else:
+            pending.append(obj)
+    for obj in skipped:
+        summary.skipped += 1
+        if obj.key not in listed:  # finished by a run that stopped before its manifest line
+            folder = object_dir(out, obj)
+            append_manifest(out, manifest_entry(obj, folder, out, config.num_views, 0.0))
+    start = time.perf_counter()
+    with RunProgress("render", total=len(pending) + len(duplicates), unit="obj") as bar:
+        run = _Run(out, config, summary, bar if progress else None)
+        for obj in duplicates:
+            run.fail(obj, "source", "duplicate object: same category and model id as another")
+        if pending:
+            summary.workers = min(workers, len(pending))
+            _drive(pending, run, summary.workers, job)
+    summary.seconds = time.perf_counter() - start
+    summary.views_per_second = summary.views / summary.seconds if summary.seconds > 0 else 0.0
+    return summary
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str) -> None:
+    """Feed ``pending`` to ``count`` workers until every object is done or failed."""
+    context = multiprocessing.get_context("spawn")
+    args = (run.config, str(run.out), job, max(1, _cpu_count() // count))
+    pool = [_Worker(context, args) for _ in range(count)]
+    renderers: list[str] = []
+    try:
+        while pool:
+            for worker in pool:
+                if worker.ready and worker.obj is None and pending:
+                    worker.assign(pending.popleft(), run.config.time_limit)
+            now = time.monotonic()
+            timeout = min([_POLL_S, *(w.deadline - now for w in pool)])
+            wait([w.conn for w in pool] + [w.process.sentinel for w in pool], max(timeout, 0.0))
+            kept = []
+            for worker in pool:
+                if not _service(worker, run, renderers):
+                    worker.kill()
+                    if pending:
+                        kept.append(_Worker(context, args))
+                elif worker.ready and worker.obj is None and not pending:
+                    worker.stop()
+                else:
+                    kept.append(worker)
+            pool = kept
+    finally:
+        for worker in pool:
+            worker.kill()
+    run.summary.gl_renderer = ", ".join(sorted(set(renderers))) or run.summary.gl_renderer
+
+
+def _service(worker: _Worker, run: _Run, renderers: list[str]) -> bool:
+    """Handle a worker's messages, death and deadlines; False when it must be replaced."""
+    closed = False
+    for message in worker.messages():
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            renderers.append(message[1])
+        elif kind == "fatal":
+            raise RenderError(f"render worker could not start: {message[1]}")
+        elif kind == "done":
+            run.done(worker.finish(), message[1])
+        elif kind == "failed":
+            run.fail(worker.finish(), message[1], message[2])
+        elif kind == "eof":
+            closed = True
+    if closed or not worker.process.is_alive():
+        worker.process.join()
+        code = worker.process.exitcode
+        if not worker.ready:
+            raise RenderError(f"render worker exited during start-up (exit code {code})")
+        if worker.obj is not None:
+            run.fail(worker.finish(), STAGE, f"worker crashed (exit code {code})")
+        return False
+    now = time.monotonic()
+    if not worker.ready and now > worker.born + STARTUP_LIMIT_S:
+        raise RenderError(f"render worker did not open a GL context within {STARTUP_LIMIT_S:g} s")
+    if worker.obj is not None and now > worker.deadline:
+        run.fail(worker.finish(), STAGE, TIME_LIMIT_REASON)
+        return False
+    return True
+
+
+def run_render(
+    source: str | Path,
+    out: str | Path,
+    config: RenderConfig,
+    *,
+    workers: int = 1,
+    part: str | None = None,
+    limit: int | None = None,
+    categories: Sequence[str] | str | None = None,
+    per_category: int = 8,
+    source_seed: int = 0,
+    preview: str | Path | None = None,
+    progress: bool = True,
+) -> RenderSummary:
+    """``xpt render``: open the source, take this job's ``--part``, render, write the preview.
+
+    ``limit`` applies before the partition, so every part of a job array sees the same
+    object list. Raises ``ValueError`` (incl. ``SourceError``) for bad options or sources
+    and :class:`RenderError` when rendering cannot start.
+    """
+    from xpt.render.preview import write_preview
+    from xpt.toolkit.partition import parse_part, select_part
+    from xpt.toolkit.sources import open_source
+
+    index, count = parse_part(part)
+    objects = open_source(
+        source, categories=categories, limit=limit, per_category=per_category, seed=source_seed
+    )
+    objects = list(select_part(objects, index, count))
+    summary = render_objects(objects, out, config, workers=workers, progress=progress)
+    if preview is not None:
+        write_preview(preview, out, objects, config)
+    return summary

@@ -1,0 +1,287 @@
+"""Trimesh scene -> pyrender scene: normalisation, normals, colours, textures, lights.
+
+Every mesh instance is moved into the shared normalised frame on the CPU (node transform,
+then :func:`xpt.toolkit.geometry.normalization`) and unrolled to one vertex per triangle
+corner, so flat and smooth regions can coexist (crease-angle normals) and face colours
+need no special case. All untextured, opaque instances are merged into one primitive with
+per-corner colours (one draw call per view however many parts an object has); each
+textured or translucent instance keeps a primitive of its own.
+
+Colours from files and procedural parts are sRGB; the fragment shader works in linear
+light and gamma-encodes its output, so colours are linearised here (textures are
+linearised by the shader itself).
+
+pyrender is imported inside the functions that need it (after the GL backend is chosen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import trimesh
+
+from xpt.toolkit.geometry import Normalization, normalization
+
+if TYPE_CHECKING:
+    import pyrender
+
+# Neighbouring faces closer than this angle are shaded smoothly; sharper edges stay crisp.
+CREASE_ANGLE_DEG = 35.0
+MAX_TEXTURE_SIDE = 2048
+DEFAULT_COLOR = (0.62, 0.62, 0.64, 1.0)
+GAMMA = 2.2
+# Lighting fixed in the camera frame: (direction the light travels, intensity). A key
+# light from the upper left, a weaker fill from the right and a rim light from behind-above,
+# plus ambient, so shape reads from any viewpoint and faces at different angles differ.
+AMBIENT = 0.35
+LIGHTS = (
+    ((0.45, -0.55, -0.70), 3.2),
+    ((-0.80, -0.10, -0.60), 1.3),
+    ((0.00, -0.60, 0.80), 1.0),
+)
+
+
+class GeometryError(ValueError):
+    """A scene with nothing to render: no faces, non-finite vertices or zero size."""
+
+
+@dataclass
+class Part:
+    """One primitive to draw: corner-unrolled arrays in the normalised frame.
+
+    positions, normals : (3F, 3) float32; colors : (3F, 4) float32 linear RGBA or None;
+    texcoords : (3F, 2) float32 or None; texture : (h, w, 4) uint8 sRGB or None;
+    factor : (4,) float32 linear RGBA base colour.
+    """
+
+    positions: np.ndarray
+    normals: np.ndarray
+    factor: np.ndarray
+    colors: np.ndarray | None = None
+    texcoords: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    translucent: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] -> linear (the shader's 2.2 power); alpha (last of 4 channels) kept."""
+    values = np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0)
+    out = values.copy()
+    out[..., :3] = values[..., :3] ** GAMMA
+    return out
+
+
+def corner_normals(
+    vertices: np.ndarray, faces: np.ndarray, crease_angle: float = CREASE_ANGLE_DEG
+) -> np.ndarray:
+    """Per-corner unit normals (F, 3, 3) float32: smooth across flat edges, split at creases.
+
+    vertices : (n, 3) float, faces : (F, 3) int. Two faces that share an edge whose dihedral
+    angle is below ``crease_angle`` degrees are smoothed together at that edge's corners
+    (Blender's auto-smooth); each connected group of corners around a vertex gets the
+    area-weighted mean normal of its faces. Vertices are matched by *position*, so seams
+    where a loader duplicated vertices (UV seams) are smoothed too. O(F) (sort + graph
+    components), so it stays cheap on meshes with hundreds of thousands of triangles.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    vertices = np.ascontiguousarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    count = len(faces)
+    tri = vertices[faces]
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(cross, axis=1)
+    unit = np.divide(cross, length[:, None], out=np.zeros_like(cross), where=length[:, None] > 0)
+    if count == 0:
+        return np.zeros((0, 3, 3), dtype=np.float32)
+    rows = vertices.view(np.dtype((np.void, vertices.dtype.itemsize * 3))).ravel()
+    _, position = np.unique(rows, return_inverse=True)
+    position = position.reshape(-1)[faces]  # (F, 3) position ids
+    # Each face's three edges (corner k -> corner k+1), keyed by their unordered position pair.
+    corner = np.arange(3 * count).reshape(count, 3)
+    start, end = position.ravel(), position[:, [1, 2, 0]].ravel()
+    start_corner, end_corner = corner.ravel(), corner[:, [1, 2, 0]].ravel()
+    key = np.minimum(start, end) * (int(position.max()) + 1) + np.maximum(start, end)
+    order = np.argsort(key, kind="stable")
+    shared = key[order[1:]] == key[order[:-1]]
+    a, b = order[:-1][shared], order[1:][shared]  # two faces meeting along an edge
+    smooth = np.einsum("ij,ij->i", unit[a // 3], unit[b // 3]) >= np.cos(np.radians(crease_angle))
+    a, b = a[smooth], b[smooth]
+    same_way = start[a] == start[b]
+    # Join the corners at each end of a smooth edge (matching them by position).
+    left = np.concatenate([start_corner[a], end_corner[a]])
+    right = np.concatenate(
+        [
+            np.where(same_way, start_corner[b], end_corner[b]),
+            np.where(same_way, end_corner[b], start_corner[b]),
+        ]
+    )
+    graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(3 * count, 3 * count))
+    _, group = connected_components(graph, directed=False)
+    face_of_corner = np.repeat(np.arange(count), 3)
+    summed = np.stack(
+        [np.bincount(group, weights=cross[face_of_corner, k]) for k in range(3)], axis=1
+    )[group]
+    norm = np.linalg.norm(summed, axis=1)
+    flat = unit[face_of_corner]
+    normals = np.where((norm > 0)[:, None], summed / np.maximum(norm, 1e-300)[:, None], flat)
+    return normals.reshape(count, 3, 3).astype(np.float32)
+
+
+def _to_float_rgba(color: np.ndarray | None) -> np.ndarray | None:
+    if color is None:
+        return None
+    color = np.asarray(color)
+    if np.issubdtype(color.dtype, np.integer):
+        color = color.astype(np.float32) / 255.0
+    color = np.asarray(color, dtype=np.float32).reshape(-1)
+    if color.size == 3:
+        color = np.r_[color, 1.0]
+    return color[:4]
+
+
+def _texture_array(image: object) -> np.ndarray | None:
+    """A PIL image (any mode) -> (h, w, 4) uint8, downscaled to MAX_TEXTURE_SIDE."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        return None
+    image = image.convert("RGBA")
+    if max(image.size) > MAX_TEXTURE_SIDE:
+        image = image.copy()
+        image.thumbnail((MAX_TEXTURE_SIDE, MAX_TEXTURE_SIDE))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _material_colour(material: object) -> tuple[np.ndarray | None, object]:
+    """(base colour RGBA float or None, texture image or None) of a trimesh material."""
+    from trimesh.visual.material import MultiMaterial, PBRMaterial, SimpleMaterial
+
+    if isinstance(material, MultiMaterial) and len(material.materials):
+        material = material.materials[0]
+    if isinstance(material, SimpleMaterial):
+        return _to_float_rgba(material.diffuse), material.image
+    if isinstance(material, PBRMaterial):
+        return _to_float_rgba(material.baseColorFactor), material.baseColorTexture
+    return None, None
+
+
+def mesh_part(mesh: trimesh.Trimesh, transform: np.ndarray) -> Part:
+    """One mesh instance -> a :class:`Part` (transform: 4x4 to the normalised frame)."""
+    vertices = trimesh.transform_points(np.asarray(mesh.vertices, dtype=np.float64), transform)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if np.linalg.det(transform[:3, :3]) < 0:
+        faces = faces[:, ::-1]
+    positions = vertices[faces].reshape(-1, 3).astype(np.float32)
+    normals = corner_normals(vertices, faces).reshape(-1, 3)
+    part = Part(positions, normals, srgb_to_linear(DEFAULT_COLOR))
+    visual = mesh.visual
+    kind = getattr(visual, "kind", None)
+    if kind == "vertex":
+        colors = np.asarray(visual.vertex_colors, dtype=np.float32)[faces].reshape(-1, 4) / 255.0
+        part.colors, part.factor = srgb_to_linear(colors), np.ones(4, dtype=np.float32)
+    elif kind == "face":
+        colors = np.repeat(np.asarray(visual.face_colors, dtype=np.float32) / 255.0, 3, axis=0)
+        part.colors, part.factor = srgb_to_linear(colors), np.ones(4, dtype=np.float32)
+    elif kind == "texture" or isinstance(visual, trimesh.visual.TextureVisuals):
+        factor, image = _material_colour(getattr(visual, "material", None))
+        if factor is not None:
+            part.factor = srgb_to_linear(factor)
+        texture = _texture_array(image)
+        uv = getattr(visual, "uv", None)
+        if texture is not None and uv is not None and len(uv) == len(mesh.vertices):
+            part.texture = texture
+            part.texcoords = np.asarray(uv, dtype=np.float32)[faces].reshape(-1, 2)
+        elif texture is not None:
+            part.warnings.append("texture without matching UV coordinates ignored")
+    part.translucent = bool(
+        part.factor[3] < 1.0
+        or (part.colors is not None and (part.colors[:, 3] < 1.0).any())
+        or (part.texture is not None and (part.texture[..., 3] < 255).any())
+    )
+    return part
+
+
+def scene_parts(scene: trimesh.Scene | trimesh.Trimesh) -> tuple[list[Part], Normalization]:
+    """All drawable parts of ``scene`` in the normalised frame, plain parts merged into one.
+
+    Raises :class:`GeometryError` for no faces, non-finite vertices or a zero-size box.
+    """
+    if isinstance(scene, trimesh.Trimesh):
+        scene = trimesh.Scene([scene])
+    try:
+        norm = normalization(scene)
+    except ValueError as exc:
+        raise GeometryError(str(exc)) from None
+    to_frame = norm.matrix()
+    parts = []
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        mesh = scene.geometry.get(name)
+        if isinstance(mesh, trimesh.Trimesh) and len(mesh.faces):
+            parts.append(mesh_part(mesh, to_frame @ np.asarray(transform, dtype=np.float64)))
+    if not parts:
+        raise GeometryError("no faces")
+    return merge_plain_parts(parts), norm
+
+
+def merge_plain_parts(parts: list[Part]) -> list[Part]:
+    """Merge untextured, opaque parts into one part with per-corner colours."""
+    plain = [p for p in parts if p.texture is None and not p.translucent]
+    other = [p for p in parts if p.texture is not None or p.translucent]
+    if len(plain) <= 1:
+        return plain + other
+    colors = [
+        p.colors * p.factor if p.colors is not None else np.tile(p.factor, (len(p.positions), 1))
+        for p in plain
+    ]
+    merged = Part(
+        positions=np.concatenate([p.positions for p in plain]),
+        normals=np.concatenate([p.normals for p in plain]),
+        factor=np.ones(4, dtype=np.float32),
+        colors=np.concatenate(colors).astype(np.float32),
+        warnings=[w for p in plain for w in p.warnings],
+    )
+    return [merged, *other]
+
+
+def pyrender_mesh(part: Part) -> pyrender.Mesh:
+    """A pyrender mesh for one part (double-sided; our shader flips back-face normals)."""
+    import pyrender
+
+    texture = None
+    if part.texture is not None:
+        texture = pyrender.Texture(source=part.texture, source_channels="RGBA")
+    material = pyrender.MetallicRoughnessMaterial(
+        baseColorFactor=part.factor,
+        baseColorTexture=texture,
+        alphaMode="BLEND" if part.translucent else "OPAQUE",
+        doubleSided=True,
+    )
+    primitive = pyrender.Primitive(
+        positions=part.positions,
+        normals=part.normals,
+        texcoord_0=part.texcoords,
+        color_0=part.colors,
+        material=material,
+        mode=pyrender.GLTF.TRIANGLES,
+    )
+    return pyrender.Mesh([primitive])
+
+
+def light_rig(scene: pyrender.Scene, camera_node: pyrender.Node) -> None:
+    """Add the directional lights as children of the camera node (they move with it)."""
+    import pyrender
+
+    from xpt.render.cameras import look_at
+
+    for direction, intensity in LIGHTS:
+        d = np.asarray(direction, dtype=np.float64)
+        # A directional light shines along its node's -Z axis: place it "behind" its direction.
+        pose = look_at(-d / np.linalg.norm(d))
+        light = pyrender.DirectionalLight(color=np.ones(3), intensity=intensity)
+        scene.add(light, pose=pose, parent_node=camera_node)
