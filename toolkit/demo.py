@@ -1,7 +1,9 @@
 """``xpt demo``: the whole pipeline on a small procedural set, on CPU, in a few minutes.
 
 Each stage calls the same library code as its own command, on the outputs of the
-stage before, so the demo is also an end-to-end check of the data contracts.
+stage before, so the demo is also an end-to-end check of the data contracts:
+synth writes a ShapeNet-v2 tree, render reads it back through the ShapeNet reader,
+shard samples points in the frame the renders recorded, pretrain streams the shards.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xpt.toolkit.console import out
+from xpt.toolkit.console import out, print_table
 
 
 @dataclass(frozen=True)
@@ -19,16 +21,73 @@ class DemoConfig:
     out: Path
     per_category: int = 3
     seed: int = 0
+    workers: int = 2
+    points: int = 1024
+
+    @property
+    def meshes(self) -> Path:
+        return self.out / "meshes"
+
+    @property
+    def renders(self) -> Path:
+        return self.out / "renders"
+
+    @property
+    def shards(self) -> Path:
+        return self.out / "shards"
 
 
 def _stage(title: str) -> None:
     out.rule(f"[bold]{title}")
 
 
-def run_demo(config: DemoConfig) -> None:
-    """Run every stage in turn under ``config.out``; finished stages resume instantly."""
+def synth_stage(config: DemoConfig) -> None:
     from xpt.toolkit.synth import SynthConfig, print_summary, synthesize
 
-    meshes = config.out / "meshes"
-    _stage(f"1. synth: the procedural library as a ShapeNet-v2 tree → {meshes}")
-    print_summary(synthesize(SynthConfig(meshes, config.per_category, seed=config.seed)))
+    _stage(f"1. synth: the procedural library as a ShapeNet-v2 tree → {config.meshes}")
+    print_summary(synthesize(SynthConfig(config.meshes, config.per_category, seed=config.seed)))
+
+
+def render_stage(config: DemoConfig) -> None:
+    from xpt.render.config import RenderConfig
+    from xpt.render.pool import run_render
+
+    preview = config.out / "renders-preview.png"
+    _stage(f"2. render: 24 views per object, 137 px (3D-R2N2 rig) → {config.renders}")
+    summary = run_render(
+        config.meshes,
+        config.renders,
+        RenderConfig(seed=config.seed),
+        workers=config.workers,
+        preview=preview,
+    )
+    rows = {k: v for k, v in summary.to_json().items() if k != "failures"}
+    print_table("xpt render", {**rows, "preview": str(preview)})
+
+
+def shard_stage(config: DemoConfig) -> None:
+    from xpt.toolkit.shards.build import ShardConfig, run_shard
+    from xpt.toolkit.shards.inspect import category_rows, summarize, write_preview
+
+    preview = config.out / "shards-preview.png"
+    _stage(f"3. shard: {config.points} points + the views per object → {config.shards}")
+    shard_config = ShardConfig(
+        out=config.shards,
+        source=str(config.meshes),
+        renders=config.renders,
+        num_points=config.points,
+        seed=config.seed,
+        workers=config.workers,
+    )
+    print_table("xpt shard", run_shard(shard_config).summary())
+    print_table("xpt inspect", summarize(config.shards))
+    print_table("categories", category_rows(config.shards))
+    write_preview(config.shards, preview)
+    out.print(f"views next to their point clouds: {preview}")
+
+
+def run_demo(config: DemoConfig) -> None:
+    """Run every stage in turn under ``config.out``; finished stages resume instantly."""
+    synth_stage(config)
+    render_stage(config)
+    shard_stage(config)

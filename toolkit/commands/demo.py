@@ -15,9 +15,14 @@ def demo(
     per_category: Annotated[
         int, typer.Option("--per-category", min=1, help="Procedural objects per category.")
     ] = 3,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes for render and shard.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for every stage.")] = 0,
 ) -> None:
-    """Generate a small procedural set and run the pipeline on it (CPU, a few minutes)."""
+    """Run synth → render → shard → inspect on a small procedural set (CPU, a few minutes).
+
+    Outputs land in OUT: meshes/, renders/ (+ renders-preview.png), shards/
+    (+ shards-preview.png). Run it again to resume; finished stages are skipped.
+    """
     from xpt.toolkit.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out, per_category, seed))
+    run_demo(DemoConfig(out, per_category, seed, workers))

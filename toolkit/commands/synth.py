@@ -47,9 +47,18 @@ def synth(
     except ValueError as error:
         err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(code=1) from error
+    report = result.to_json()
+    if eval_set:  # the labelled h5 set (modelnet40_ply_hdf5_2048 layout) beside the meshes
+        from xpt.toolkit.evalset import write_eval_set
+
+        report["eval_h5"] = write_eval_set(out, per_category, seed, categories=names).summary()
     if str(json_path) != "-":
         print_summary(result)
+        if eval_set:
+            from xpt.toolkit.console import print_table
+
+            print_table("evaluation set (modelnet40_ply_hdf5_2048 layout)", report["eval_h5"])
     if result.failed:
         where = escape(str(out / "failures.jsonl"))
         err.print(f"[red]{result.failed} objects failed[/red]; see {where}", highlight=False)
-    write_json_report(json_path, result.to_json())
+    write_json_report(json_path, report)

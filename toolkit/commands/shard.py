@@ -1,0 +1,136 @@
+"""``xpt shard``: point clouds + views into verified WebDataset shards."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Format(str, Enum):
+    meshes = "meshes"
+    crosspoint = "crosspoint"
+
+
+class Sampler(str, Enum):
+    uniform = "uniform"
+    fps = "fps"
+
+
+class ImageFormat(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+class PointsDtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+class Rig(str, Enum):
+    r2n2 = "r2n2"
+    ring = "ring"
+    sphere = "sphere"
+
+
+def shard(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="'procedural' (the built-in shape library), a mesh folder (ShapeNet, ModelNet, "
+            "any folder), or with --format crosspoint the CrossPoint release's data folder."
+        ),
+    ] = "procedural",
+    out: Annotated[Path, typer.Option(help="Output folder for the shards.")] = Path("shards"),
+    renders: Annotated[
+        Path | None,
+        typer.Option(help="Views from this `xpt render` output; without it, render on the fly."),
+    ] = None,
+    format: Annotated[
+        Format, typer.Option("--format", help="meshes, or the CrossPoint release layout.")
+    ] = Format.meshes,
+    points: Annotated[int, typer.Option(help="Points per sample.")] = 2048,
+    sampler: Annotated[
+        Sampler, typer.Option(help="Uniform area-weighted, or farthest points of 4x as many.")
+    ] = Sampler.uniform,
+    val_fraction: Annotated[float, typer.Option(help="Share of objects in the val split.")] = 0.1,
+    image_format: Annotated[ImageFormat, typer.Option(help="How views are stored.")] = (
+        ImageFormat.png
+    ),
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = 90,
+    points_dtype: Annotated[PointsDtype, typer.Option(help="Stored point dtype.")] = (
+        PointsDtype.float32
+    ),
+    normals: Annotated[bool, typer.Option(help="Store float16 normals (meshes only).")] = True,
+    max_views: Annotated[
+        int | None, typer.Option(help="Keep at most this many views per object.")
+    ] = None,
+    max_shard_mb: Annotated[float, typer.Option(help="Maximum shard size in MiB.")] = 256.0,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Maximum samples per shard (default: no limit).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes building samples.")] = 1,
+    part: Annotated[
+        str | None,
+        typer.Option(help="Only part i/n of the objects (writes OUT/part-III-of-NNN)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N objects.")] = None,
+    categories: Annotated[
+        str | None, typer.Option(help="Comma-separated category ids or names.")
+    ] = None,
+    per_category: Annotated[int, typer.Option(help="Procedural objects per category.")] = 8,
+    rig: Annotated[Rig, typer.Option(help="Camera rig when rendering on the fly.")] = Rig.r2n2,
+    views: Annotated[
+        int | None, typer.Option(help="Views per object when rendering on the fly.")
+    ] = None,
+    size: Annotated[int, typer.Option(help="View size in pixels when rendering on the fly.")] = 137,
+    seed: Annotated[int, typer.Option(help="Seed for order, split and point sampling.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
+    ] = None,
+) -> None:
+    """Pack point clouds and views into WebDataset shards with a checksummed manifest."""
+    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.partition import parse_part
+    from xpt.toolkit.shards.build import ShardConfig, run_shard
+
+    try:
+        config = ShardConfig(
+            out=out,
+            source=source,
+            format=format.value,
+            renders=renders,
+            categories=[c.strip() for c in categories.split(",")] if categories else None,
+            per_category=per_category,
+            limit=limit,
+            num_points=points,
+            sampler=sampler.value,
+            normals=normals,
+            val_fraction=val_fraction,
+            image_format=image_format.value,
+            quality=quality,
+            points_dtype=points_dtype.value,
+            max_views=max_views,
+            max_shard_mb=max_shard_mb,
+            max_samples=max_samples,
+            part=parse_part(part),
+            seed=seed,
+            workers=workers,
+            render={"rig": rig.value, "views": views, "size": size, "seed": seed},
+        )
+        result = run_shard(config)
+    except (ValueError, OSError, RuntimeError) as error:  # settings, sources, GL, output
+        err.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from error
+    if str(json_path) != "-":  # stdout then carries the JSON alone
+        print_table("xpt shard", result.summary())
+    if result.failures:
+        err.print(
+            f"{len(result.failures)} objects left out: see {result.out / 'failures.jsonl'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    write_json_report(json_path, {**result.summary(), "manifest": result.manifest})

@@ -1,0 +1,51 @@
+"""``xpt verify``: re-read a shard set and report every problem by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def verify(
+    directory: Annotated[Path, typer.Argument(help="A shard folder (or one holding part-* sets).")],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON ('-' for stdout).")
+    ] = None,
+) -> None:
+    """Check checksums, counts and sample schema of every shard; exit 1 on any problem."""
+    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.shards.manifest import find_shard_sets
+    from xpt.toolkit.shards.verify import verify_shards
+
+    if not directory.is_dir():
+        err.print(f"[red]error[/red] {directory}: not a folder", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+    sets = find_shard_sets(directory) or [directory]
+    reports = [verify_shards(folder) for folder in sets]
+    problems = [
+        {"set": str(r.directory), "file": p.name, "problem": p.reason}
+        for r in reports
+        for p in r.problems
+    ]
+    if str(json_path) != "-":  # stdout then carries the JSON alone
+        print_table(
+            "xpt verify",
+            [
+                {
+                    "set": str(r.directory),
+                    "shards": r.shards,
+                    "samples": r.samples,
+                    "bytes": r.bytes,
+                    "problems": len(r.problems),
+                    "status": "ok" if r.ok else "FAILED",
+                }
+                for r in reports
+            ],
+        )
+        if problems:
+            print_table("problems", problems)
+    write_json_report(json_path, {"ok": not problems, "sets": [r.to_json() for r in reports]})
+    if problems:
+        raise typer.Exit(code=1)

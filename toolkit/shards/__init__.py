@@ -1,0 +1,1 @@
+"""The shard format: sample schema, writer, builder, manifest, verify and inspect."""

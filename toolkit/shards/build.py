@@ -1,0 +1,561 @@
+"""The ``xpt shard`` run: objects -> samples (points + views) -> verified shards.
+
+Order and splits are reproducible: each object goes to ``val`` when
+``stable_fraction("split", key) < val_fraction``; each split is written in a
+seeded shuffled order (train first, then val). Points are sampled with a seed
+derived from the run seed and the object key, so neither the worker count nor
+the order changes them. Workers build and encode samples in parallel; the main
+process writes them in order, so the shards are byte-identical for the same seed.
+
+Resume: the manifest is rewritten after every completed shard with each shard's
+``start``/``end`` positions in its split's order. A re-run with the same settings
+keeps the shards on disk, and continues after the last one of each split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import trimesh
+
+from xpt import __version__
+from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
+from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text
+from xpt.toolkit.geometry import as_mesh
+from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.partition import select_part
+from xpt.toolkit.sampling import SAMPLERS, sample_surface
+from xpt.toolkit.seeding import derive_seed, rng, stable_fraction
+from xpt.toolkit.shards.manifest import (
+    ManifestError,
+    make_manifest,
+    manifest_shards,
+    part_directory,
+    read_manifest,
+    write_manifest,
+)
+from xpt.toolkit.shards.schema import (
+    IMAGE_FORMATS,
+    POINTS_DTYPES,
+    SPLITS,
+    Sample,
+    encode_sample,
+)
+from xpt.toolkit.shards.views import ViewError, ViewProvider, ViewSetupError
+from xpt.toolkit.shards.writer import ShardInfo, ShardWriter
+
+FORMATS = ("meshes", "crosspoint")
+# Points may sit this far outside the unit sphere (float rounding, a renderer that
+# normalised a slightly different vertex set) before the frame is called wrong.
+FRAME_TOLERANCE = 1e-3
+
+
+class ShardError(ValueError):
+    """A run that cannot start (bad settings, an output folder from another run)."""
+
+
+class SampleError(Exception):
+    """One object that cannot become a sample, at a named stage."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(stage, reason)
+        self.stage = stage
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.reason}"
+
+
+@dataclass
+class ShardConfig:
+    """Everything ``xpt shard`` needs; all but ``out`` and ``workers`` go in the manifest."""
+
+    out: Path = Path("shards")
+    source: str = "procedural"
+    format: str = "meshes"
+    renders: Path | None = None
+    categories: list[str] | None = None
+    per_category: int = 8
+    limit: int | None = None
+    num_points: int = 2048
+    sampler: str = "uniform"
+    oversample: int = 4
+    normals: bool = True
+    val_fraction: float = 0.1
+    image_format: str = "png"
+    quality: int = 90
+    points_dtype: str = "float32"
+    max_views: int | None = None
+    max_shard_mb: float | None = 256.0
+    max_samples: int | None = None
+    part: tuple[int, int] = (0, 1)
+    seed: int = 0
+    workers: int = 1
+    render: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.format in FORMATS, f"format must be one of {FORMATS}, got {self.format!r}"),
+            (self.num_points >= 1, f"points must be >= 1, got {self.num_points}"),
+            (self.sampler in SAMPLERS, f"sampler must be one of {SAMPLERS}, got {self.sampler!r}"),
+            (self.oversample >= 1, f"oversample must be >= 1, got {self.oversample}"),
+            (
+                0.0 <= self.val_fraction <= 1.0,
+                f"val fraction must be in [0, 1], got {self.val_fraction}",
+            ),
+            (
+                self.image_format in IMAGE_FORMATS,
+                f"image format must be one of {tuple(IMAGE_FORMATS)}, got {self.image_format!r}",
+            ),
+            (1 <= self.quality <= 100, f"quality must be in [1, 100], got {self.quality}"),
+            (
+                self.points_dtype in POINTS_DTYPES,
+                f"points dtype must be one of {POINTS_DTYPES}, got {self.points_dtype!r}",
+            ),
+            (self.max_views is None or self.max_views >= 1, "max views must be >= 1"),
+            (
+                self.max_shard_mb is None or self.max_shard_mb > 0,
+                f"max shard size must be positive, got {self.max_shard_mb}",
+            ),
+            (self.max_samples is None or self.max_samples >= 1, "max samples must be >= 1"),
+            (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
+            (self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ShardError(message)
+        if self.format == "crosspoint":
+            self.normals = False  # the release's PLY files hold x, y, z only
+
+    @property
+    def max_bytes(self) -> int | None:
+        return None if self.max_shard_mb is None else int(self.max_shard_mb * 2**20)
+
+    @property
+    def out_dir(self) -> Path:
+        """The folder this run writes: ``out``, or ``out/part-III-of-NNN`` with ``--part``."""
+        return part_directory(self.out, *self.part)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that determine the shards' content (recorded and compared on resume)."""
+        settings = asdict(self)
+        for name in ("out", "workers"):
+            settings.pop(name)
+        settings["source"] = str(self.source)
+        settings["renders"] = None if self.renders is None else str(self.renders)
+        settings["part"] = f"{self.part[0]}/{self.part[1]}"
+        if self.renders is not None or self.format != "meshes":
+            settings["render"] = None  # only on-the-fly rendering uses these
+        return settings
+
+
+class SampleMaker(Protocol):
+    """Builds the (unencoded) sample of one object; raises SampleError on failure."""
+
+    def __call__(self, obj: MeshObject) -> Sample: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def base_meta(obj: MeshObject, seed: int) -> dict[str, Any]:
+    """The metadata every sample carries from its object (DESIGN.md shard sample)."""
+    return {
+        "key": obj.key,
+        "source": obj.source,
+        "category_id": obj.category_id,
+        "category_name": obj.category_name,
+        "model_id": obj.model_id,
+        "label": None if obj.label is None else int(obj.label),
+        "seed": int(seed),
+        "xpt_version": __version__,
+    }
+
+
+def points_seed(seed: int, key: str) -> int:
+    """The sampling seed of one object: independent of order and worker count."""
+    return derive_seed(seed, "points", key)
+
+
+@dataclass
+class MeshSampleMaker:
+    """Samples from meshes: load, get views, sample points in the views' normalised frame."""
+
+    views: ViewProvider
+    num_points: int = 2048
+    sampler: str = "uniform"
+    oversample: int = 4
+    normals: bool = True
+    seed: int = 0
+
+    def __call__(self, obj: MeshObject) -> Sample:
+        from xpt.toolkit.meshio import MeshError, load_object
+
+        try:
+            loaded = load_object(obj)
+        except MeshError as error:
+            raise SampleError("load", str(error)) from error
+        try:
+            views = self.views(obj, loaded.scene)
+        except ViewError as error:
+            raise SampleError("views", str(error)) from error
+        mesh = as_mesh(loaded.scene)
+        try:
+            vertices = views.normalization.apply(mesh.vertices)
+        except ValueError as error:
+            raise SampleError("points", str(error)) from error
+        radius = float(np.linalg.norm(vertices, axis=1).max()) if len(vertices) else 0.0
+        if radius > 1.0 + FRAME_TOLERANCE:
+            raise SampleError(
+                "points",
+                f"the views' normalisation does not fit this mesh (radius {radius:.4f} > 1)",
+            )
+        normalised = trimesh.Trimesh(vertices=vertices, faces=mesh.faces, process=False)
+        seed = points_seed(self.seed, obj.key)
+        try:
+            points, normals = sample_surface(
+                normalised, self.num_points, seed, self.sampler, self.oversample
+            )
+        except ValueError as error:
+            raise SampleError("points", str(error)) from error
+        meta = {
+            **base_meta(obj, self.seed),
+            "points_seed": seed,
+            "sampler": self.sampler,
+            "cameras": views.cameras,
+            "normalization": views.normalization.to_json(),
+            "up_axis": views.up_axis,
+            "warnings": list(loaded.warnings),
+        }
+        return Sample(
+            obj.key, points, views.images, meta, normals=normals if self.normals else None
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return self.views.describe()
+
+
+# ---------------------------------------------------------------- order, split, workers
+
+
+def split_of(key: str, val_fraction: float) -> str:
+    """``"val"`` for a stable ``val_fraction`` share of keys, else ``"train"``."""
+    return "val" if stable_fraction("split", key) < val_fraction else "train"
+
+
+def ordered_splits(
+    objects: Sequence[MeshObject], val_fraction: float, seed: int
+) -> dict[str, list[MeshObject]]:
+    """Split -> its objects in the seeded shuffled writing order (independent of input order)."""
+    by_key = {obj.key: obj for obj in sorted(objects, key=lambda o: o.key)}
+    result: dict[str, list[MeshObject]] = {}
+    for split in SPLITS:
+        members = [obj for key, obj in by_key.items() if split_of(key, val_fraction) == split]
+        order = rng(seed, "shard-order", split).permutation(len(members))
+        result[split] = [members[i] for i in order]
+    return result
+
+
+def order_digest(order: dict[str, list[MeshObject]]) -> str:
+    """A fingerprint of the object order (a resumed run must see the same objects)."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for obj in order[split]:
+            digest.update(f"{split}\x1f{obj.key}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One object to build: its split and its position in that split's order."""
+
+    split: str
+    position: int
+    obj: MeshObject
+
+
+# Per-process state of worker processes (set by the pool initializer).
+_WORKER: dict[str, Any] = {}
+
+
+def _make_encoded(
+    maker: SampleMaker, encoding: dict[str, Any], task: Task
+) -> dict[str, bytes] | Failure:
+    """One object -> its encoded sample, or the Failure saying why not."""
+    obj = task.obj
+    try:
+        sample = maker(obj)
+        sample.meta["split"] = task.split
+        return encode_sample(sample, **encoding)
+    except SampleError as error:
+        return Failure(obj.key, obj.where, error.stage, error.reason)
+    except ViewSetupError:
+        raise
+    except Exception as error:  # one bad object never stops the run
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        return Failure(obj.key, obj.where, "shard", reason)
+
+
+def _init_worker(maker: SampleMaker, encoding: dict[str, Any]) -> None:
+    _WORKER["maker"] = maker
+    _WORKER["encoding"] = encoding
+
+
+def _work(task: Task) -> dict[str, bytes] | Failure:
+    return _make_encoded(_WORKER["maker"], _WORKER["encoding"], task)
+
+
+def run_tasks(
+    tasks: Sequence[Task], maker: SampleMaker, encoding: dict[str, Any], workers: int
+) -> Iterator[tuple[Task, dict[str, bytes] | Failure]]:
+    """Results in task order; ``workers`` > 1 builds samples in spawned processes."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield task, _make_encoded(maker, encoding, task)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(maker, encoding)) as pool:
+        yield from zip(tasks, pool.imap(_work, tasks, chunksize=1), strict=True)
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class BuildResult:
+    """What a run did; ``manifest`` is the final manifest dict."""
+
+    out: Path
+    manifest: dict[str, Any]
+    written: int = 0
+    failed: int = 0
+    resumed_shards: int = 0
+    seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def objects_per_second(self) -> float:
+        done = self.written + self.failed
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        splits = self.manifest["splits"]
+        return {
+            "out": str(self.out),
+            "samples": self.manifest["samples"],
+            "train": splits["train"]["samples"],
+            "val": splits["val"]["samples"],
+            "shards": sum(len(s["shards"]) for s in splits.values()),
+            "bytes": sum(sh["bytes"] for s in splits.values() for sh in s["shards"]),
+            "categories": len(self.manifest["categories"]),
+            "written now": self.written,
+            "resumed shards": self.resumed_shards,
+            "failed": self.manifest["failures"],
+            "seconds": round(self.seconds, 3),
+            "objects/s": round(self.objects_per_second, 3),
+        }
+
+
+def _resume_state(out: Path, settings: dict[str, Any]) -> tuple[dict[str, list[ShardInfo]], bool]:
+    """The shards kept from an earlier run in ``out`` and whether it was complete."""
+    empty: dict[str, list[ShardInfo]] = {split: [] for split in SPLITS}
+    try:
+        manifest = read_manifest(out)
+    except ManifestError:
+        if (out / "manifest.json").exists():
+            raise
+        return empty, False
+    if manifest.get("settings") != settings:
+        old = manifest.get("settings") or {}
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        raise ShardError(
+            f"{out} holds shards written with other settings ({', '.join(changed)}); "
+            "use another --out or remove it"
+        )
+    kept = manifest_shards(manifest)
+    for split in SPLITS:
+        for i, info in enumerate(kept[split]):
+            path = out / info.name
+            if not path.is_file() or path.stat().st_size != info.bytes:
+                kept[split] = kept[split][:i]  # redo from the first damaged shard on
+                break
+    complete = bool(manifest.get("complete")) and kept == manifest_shards(manifest)
+    return kept, complete
+
+
+def build_shards(
+    objects: Sequence[MeshObject],
+    config: ShardConfig,
+    maker: SampleMaker,
+) -> BuildResult:
+    """Write the shard set of ``objects`` (this config's part of them) to ``config.out_dir``."""
+    from xpt.toolkit.console import RunProgress
+
+    started = time.perf_counter()
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob(f"{TMP_PREFIX}*"):
+        leftover.unlink()
+    mine, duplicates = [], []
+    seen: set[str] = set()
+    for obj in select_part(objects, *config.part):
+        (duplicates if obj.key in seen else mine).append(obj)
+        seen.add(obj.key)
+    order = ordered_splits(mine, config.val_fraction, config.seed)
+    settings = {
+        **config.settings(),
+        "objects": len(mine),
+        "objects_digest": order_digest(order),
+        "views_from": maker.describe(),
+    }
+    kept, complete = _resume_state(out, settings)
+    categories = {obj.category_id: (obj.category_name, obj.label) for obj in mine}
+    shards = {split: list(kept[split]) for split in SPLITS}
+    failures_path = out / FAILURES_FILE
+    previous = {failure.id: failure for failure in read_failures(failures_path)}
+    log = FailureLog(failures_path)
+    fresh = [
+        Failure(obj.key, obj.where, "source", "duplicate object: same key as another object")
+        for obj in duplicates
+    ]
+    for failure in fresh:
+        if failure.id not in previous:
+            log.record(failure)
+    written_keys: set[str] = set()
+
+    def outstanding() -> list[Failure]:
+        """Failures by id, less objects a later attempt wrote (duplicates always stay)."""
+        merged = {**previous, **{f.id: f for f in fresh}}
+        kept_ids = [
+            k for k in sorted(merged) if k not in written_keys or merged[k].stage == "source"
+        ]
+        return [merged[k] for k in kept_ids]
+
+    def save_manifest(done: bool) -> None:
+        manifest = make_manifest(
+            shards, categories, settings, complete=done, failures=len(outstanding())
+        )
+        write_manifest(out, manifest)
+
+    def on_shard(split: str) -> Callable[[ShardInfo], None]:
+        def record(info: ShardInfo) -> None:
+            shards[split].append(info)
+            save_manifest(False)
+
+        return record
+
+    tasks = (
+        []
+        if complete
+        else [
+            Task(split, position, obj)
+            for split in SPLITS
+            for position, obj in enumerate(order[split])
+            if position >= (shards[split][-1].end if shards[split] else 0)
+        ]
+    )
+    writers = {
+        split: ShardWriter(
+            out,
+            split,
+            max_samples=config.max_samples,
+            max_bytes=config.max_bytes,
+            start_index=len(shards[split]),
+            on_shard=on_shard(split),
+        )
+        for split in SPLITS
+    }
+    encoding = {
+        "image_format": config.image_format,
+        "quality": config.quality,
+        "points_dtype": config.points_dtype,
+    }
+    if not complete:
+        save_manifest(False)
+    try:
+        with RunProgress("shard", total=len(tasks), unit="obj") as bar:
+            for task, result in run_tasks(tasks, maker, encoding, config.workers):
+                if isinstance(result, Failure):
+                    if task.obj.key not in previous:
+                        log.record(result)
+                    fresh.append(result)
+                    bar.fail(result.line())
+                    bar.advance(ok=False)
+                    continue
+                meta_views = sum(1 for name in result if name.startswith("view_"))
+                writers[task.split].write(
+                    result,
+                    position=task.position,
+                    category=task.obj.category_id,
+                    views=meta_views,
+                )
+                written_keys.add(task.obj.key)
+                bar.advance()
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    final_failures = outstanding()
+    atomic_write_text(
+        failures_path,
+        "".join(json.dumps(asdict(f), sort_keys=True) + "\n" for f in final_failures),
+    )
+    save_manifest(True)
+    return BuildResult(
+        out=out,
+        manifest=read_manifest(out),
+        written=len(written_keys),
+        failed=len(fresh),
+        resumed_shards=sum(len(kept[split]) for split in SPLITS),
+        seconds=time.perf_counter() - started,
+        failures=final_failures,
+    )
+
+
+def objects_and_maker(config: ShardConfig) -> tuple[list[MeshObject], SampleMaker]:
+    """The objects of ``config.source`` and the sample maker for its format."""
+    if config.format == "crosspoint":
+        from xpt.toolkit.crosspoint_import import CrossPointSampleMaker, crosspoint_objects
+
+        objects = crosspoint_objects(
+            config.source, categories=config.categories, limit=config.limit
+        )
+        maker: SampleMaker = CrossPointSampleMaker(
+            config.num_points, config.sampler, config.seed, config.max_views
+        )
+        return objects, maker
+    from xpt.toolkit.shards.views import LiveRenderViews, RenderDirViews
+    from xpt.toolkit.sources import open_source
+
+    objects = open_source(
+        config.source,
+        categories=config.categories,
+        limit=config.limit,
+        per_category=config.per_category,
+        seed=config.seed,
+    )
+    if config.renders is not None:
+        if not Path(config.renders).is_dir():
+            raise ShardError(f"{config.renders}: renders folder not found")
+        views: ViewProvider = RenderDirViews(Path(config.renders), config.max_views)
+    else:
+        views = LiveRenderViews(dict(config.render))
+    maker = MeshSampleMaker(
+        views, config.num_points, config.sampler, config.oversample, config.normals, config.seed
+    )
+    return objects, maker
+
+
+def run_shard(config: ShardConfig) -> BuildResult:
+    """``xpt shard``: gather the objects, then :func:`build_shards`."""
+    objects, maker = objects_and_maker(config)
+    return build_shards(objects, config, maker)
