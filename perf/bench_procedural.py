@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import best_of
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -32,16 +33,6 @@ def _pin_one_core() -> str:
         os.sched_setaffinity(0, {core})
         return f"core {core}"
     return "unpinned"
-
-
-def _best(fn, repeat: int) -> float:
-    """The fastest of ``repeat`` runs of ``fn`` (seconds); the minimum is the least noisy."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -85,10 +76,10 @@ def main() -> None:
                 mesh.visual = trimesh.visual.TextureVisuals(material=material)
                 scene.add_geometry(mesh, node_name=f"part{k}")
 
-    t_gen = _best(run_generate, args.repeat)
-    t_exp = _best(run_export, args.repeat)
-    t_syn = _best(run_synth, args.repeat)
-    t_base = _best(run_baseline, args.repeat)
+    t_gen = best_of(run_generate, args.repeat)
+    t_exp = best_of(run_export, args.repeat)
+    t_syn = best_of(run_synth, args.repeat)
+    t_base = best_of(run_baseline, args.repeat)
     print(f"objects: {n} ({args.per_category} per category), one CPU ({pinned})")
     print(f"mean parts {parts.mean():.1f}, mean triangles {tris.mean():.0f} (max {tris.max()})")
     print(f"generate           {n / t_gen:8.1f} objects/s")

@@ -27,20 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import best_of
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("XPT_NO_PROGRESS", "1")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-
-
-def _best(fn, repeat: int) -> float:
-    """The fastest of ``repeat`` runs of ``fn`` (seconds); the minimum is the least noisy."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -144,16 +136,16 @@ def main() -> None:
             run_shard(2)
             return time.process_time() - start
 
-        t1 = _best(lambda: run_shard(1), args.repeat)
+        t1 = best_of(lambda: run_shard(1), args.repeat)
         cpu_main = main_cpu()
-        t2 = _best(lambda: run_shard(2), args.repeat)
+        t2 = best_of(lambda: run_shard(2), args.repeat)
         first2, rest2 = min(steady_state(2) for _ in range(args.repeat))
-        t_base = _best(run_loose, args.repeat)
+        t_base = best_of(run_loose, args.repeat)
         stages = {
-            "load (generate mesh)": _best(stage_load, args.repeat),
-            "read views + cameras.json": _best(stage_views, args.repeat),
-            f"sample {args.points} points": _best(stage_points, args.repeat),
-            "PNG-encode 4 views": _best(stage_encode, args.repeat),
+            "load (generate mesh)": best_of(stage_load, args.repeat),
+            "read views + cameras.json": best_of(stage_views, args.repeat),
+            f"sample {args.points} points": best_of(stage_points, args.repeat),
+            "PNG-encode 4 views": best_of(stage_encode, args.repeat),
         }
         size = sum(p.stat().st_size for p in (work / "shards-1").glob("*.tar"))
         views_per_object = len(loaded[0].images)

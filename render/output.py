@@ -148,12 +148,7 @@ def write_object(
 def manifest_entry(obj: MeshObject, folder: Path, out: Path, views: int, seconds: float) -> dict:
     """One ``render_manifest.jsonl`` line: the object's identity and where its views are."""
     return {
-        "key": obj.key,
-        "source": obj.source,
-        "category_id": obj.category_id,
-        "category_name": obj.category_name,
-        "model_id": obj.model_id,
-        "label": obj.label,
+        **obj.identity(),
         "split": obj.split,
         "path": obj.where,
         "seed": obj.seed,

@@ -39,6 +39,17 @@ class MeshObject:
         """A short human name: ``category/model_id``."""
         return f"{self.category_name}/{self.model_id}"
 
+    def identity(self) -> dict:
+        """The identity fields every output records for this object (DESIGN.md)."""
+        return {
+            "key": self.key,
+            "source": self.source,
+            "category_id": self.category_id,
+            "category_name": self.category_name,
+            "model_id": self.model_id,
+            "label": None if self.label is None else int(self.label),
+        }
+
     @property
     def where(self) -> str | None:
         """The path as a string for failure records (None for in-memory objects)."""

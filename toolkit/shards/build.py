@@ -168,12 +168,7 @@ class SampleMaker(Protocol):
 def base_meta(obj: MeshObject, seed: int) -> dict[str, Any]:
     """The metadata every sample carries from its object (DESIGN.md shard sample)."""
     return {
-        "key": obj.key,
-        "source": obj.source,
-        "category_id": obj.category_id,
-        "category_name": obj.category_name,
-        "model_id": obj.model_id,
-        "label": None if obj.label is None else int(obj.label),
+        **obj.identity(),
         "seed": int(seed),
         "xpt_version": __version__,
     }
