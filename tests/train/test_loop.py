@@ -1,0 +1,172 @@
+"""The training loop on tiny shards: learning, exact resume, schedules, stopping cleanly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import xpt.train.loop as loop
+from xpt.train.checkpoint import load_checkpoint
+from xpt.train.config import PretrainConfig
+from xpt.train.data import LoaderConfig, ShardLoader, resolve_shards
+from xpt.train.loop import TrainingError, build_models, compute_loss, lr_at, pretrain
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(
+    backbone="pointnet",
+    image_encoder="resnet18",
+    batch_size=4,
+    points=32,
+    emb_dims=32,
+    k=4,
+    image_size=16,
+    workers=0,
+    shuffle_buffer=8,
+)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(make_shards, tmp_path: Path) -> None:
+    shards = make_shards(tmp_path / "shards", train_shards=(4,), val_samples=0)
+    config = PretrainConfig(**TINY, epochs=6, lr_schedule="epoch")
+    summary = pretrain(config, shards, tmp_path / "run")
+    assert summary["steps"] == 6 and summary["epochs_completed"] == 6
+
+    loader = ShardLoader(resolve_shards(shards), LoaderConfig(4, 32, 16), on_error=None)
+    batch = next(iter(loader.epoch(0)))
+
+    def loss(models) -> float:
+        generator = torch.Generator().manual_seed(7)  # the same augmentations each time
+        with torch.no_grad():
+            return compute_loss(*models, batch, generator, config)["loss"].item()
+
+    initial = build_models(config)  # the run's initial weights (same seed)
+    trained = build_models(config)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    trained[0].load_state_dict(state["models"]["point"])
+    trained[1].load_state_dict(state["models"]["image"])
+    before, after = loss(initial), loss(trained)
+    assert after < 0.85 * before, (before, after)
+
+    rows = _metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    for row in rows:
+        assert math.isclose(row["loss"], row["imid"] + row["cmid"], rel_tol=1e-6)
+        assert row["samples_per_s"] > 0
+    assert [r["lr"] for r in rows] == [lr_at(config, e, 0, 1) for e in range(6)]
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == config.to_dict()
+
+
+@pytest.fixture(scope="module")
+def reference_runs(
+    one_thread: None, tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
+    """Uninterrupted 2-epoch runs (6 steps), by worker count."""
+    runs = {}
+    for workers in (0, 2):
+        run = tmp_path_factory.mktemp(f"reference{workers}")
+        config = PretrainConfig(**{**TINY, "workers": workers}, epochs=2, lr_schedule="step")
+        pretrain(config, tiny_shards, run)
+        runs[workers] = run
+    return runs
+
+
+@pytest.mark.parametrize(("workers", "stop_after"), [(0, 4), (0, 3), (2, 4)])
+def test_resume_continues_exactly(
+    tiny_shards: Path, reference_runs: dict, tmp_path: Path, workers: int, stop_after: int
+) -> None:
+    """Interrupted mid-epoch (step 4) or at the epoch boundary (step 3), then resumed."""
+    config = PretrainConfig(**{**TINY, "workers": workers}, epochs=2, lr_schedule="step")
+    run = tmp_path / "run"
+    first = pretrain(
+        PretrainConfig(**{**config.to_dict(), "max_steps": stop_after}), tiny_shards, run
+    )
+    assert first["stopped"] == "max_steps" and first["steps"] == stop_after
+    position = load_checkpoint(run / "last.pt")["position"]
+    assert position == {"step": stop_after, "epoch": stop_after // 3, "batch": stop_after % 3}
+
+    second = pretrain(config, tiny_shards, run, resume=True)
+    assert second["steps"] == 6 and second["epochs_completed"] == 2
+
+    expected, got = _metrics(reference_runs[workers]), _metrics(run)
+    assert [r["step"] for r in got] == list(range(1, 7))
+    for want, have in zip(expected, got, strict=True):
+        assert have["lr"] == want["lr"]
+        for name in ("loss", "imid", "cmid"):
+            assert abs(have[name] - want[name]) <= 1e-6, (have["step"], name)
+    final = load_checkpoint(run / "last.pt")["models"]
+    reference = load_checkpoint(reference_runs[workers] / "last.pt")["models"]
+    for part in ("point", "image"):
+        for key, value in reference[part].items():
+            assert torch.allclose(final[part][key].float(), value.float(), atol=1e-6), key
+
+
+def test_learning_rate_schedules() -> None:
+    release = PretrainConfig(epochs=4, lr=1.0, lr_schedule="release")
+    # The release steps CosineAnnealingLR(T_max=epochs) before each epoch.
+    assert [lr_at(release, e, 0, 10) for e in range(4)] == pytest.approx(
+        [0.5 * (1 + math.cos(math.pi * (e + 1) / 4)) for e in range(4)]
+    )
+    assert lr_at(release, 3, 5, 10) == pytest.approx(0.0)
+    epoch = PretrainConfig(epochs=4, lr=1.0, lr_schedule="epoch")
+    assert lr_at(epoch, 0, 9, 10) == 1.0 and lr_at(epoch, 2, 0, 10) == pytest.approx(0.5)
+    step = PretrainConfig(epochs=4, lr=1.0, lr_schedule="step")
+    assert lr_at(step, 2, 0, 10) == pytest.approx(0.5) and lr_at(step, 1, 5, 10) < lr_at(
+        step, 1, 4, 10
+    )
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = loop.crosspoint_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(loop, "crosspoint_loss", poisoned)
+    run = tmp_path / "run"
+    config = PretrainConfig(**TINY, epochs=2, checkpoint_every_steps=2)
+    with pytest.raises(
+        TrainingError, match=r"non-finite loss \(nan\) at step 3 .*last.pt \(step 2\)"
+    ):
+        pretrain(config, tiny_shards, run)
+    assert load_checkpoint(run / "last.pt")["position"]["step"] == 2
+    assert [r["step"] for r in _metrics(run)] == [1, 2]
+
+    monkeypatch.setattr(loop, "crosspoint_loss", real)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        pretrain(config, tiny_shards, run)
+    changed = PretrainConfig(**{**config.to_dict(), "emb_dims": 16})
+    with pytest.raises(TrainingError, match="emb_dims 32 -> 16"):
+        pretrain(changed, tiny_shards, run, resume=True)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        pretrain(config, tiny_shards, tmp_path / "empty", resume=True)
+
+
+def test_skipped_data_is_recorded_once(make_shards, tmp_path: Path) -> None:
+    shards = make_shards(tmp_path / "shards", train_shards=(4, 4), val_samples=0)
+    data = (shards / "train-000001.tar").read_bytes()
+    (shards / "train-000001.tar").write_bytes(data[: len(data) // 3])
+    run = tmp_path / "run"
+    summary = pretrain(PretrainConfig(**TINY, epochs=2, loss="imid"), shards, run)
+    failures = [json.loads(x) for x in (run / "failures.jsonl").read_text().splitlines()]
+    assert summary["data_failures"] == len(failures) >= 1
+    assert {f["id"] for f in failures} >= {"train-000001.tar"}
+    assert all(f["stage"] == "pretrain-data" for f in failures)
+    assert len({(f["id"], f["reason"]) for f in failures}) == len(failures)  # no repeats
+    assert all(r["cmid"] == 0.0 and r["loss"] == r["imid"] for r in _metrics(run))

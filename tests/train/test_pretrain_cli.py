@@ -1,0 +1,125 @@
+"""``xpt pretrain`` through the CLI: settings precedence, outputs, resume, user errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from xpt.toolkit.cli import app
+from xpt.train.config import PretrainConfig, resolve_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TOML = """
+backbone = "pointnet"
+image_encoder = "resnet18"
+epochs = 1
+batch_size = 4
+points = 32
+emb_dims = 64
+image_size = 16
+workers = 0
+shuffle_buffer = 8
+lr = 2e-3
+"""
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, ["pretrain", *map(str, args)])
+
+
+def _said(result) -> str:
+    """The output with the console's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_config_file_then_options_then_resume(tiny_shards: Path, tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text(TOML)
+    run = tmp_path / "run"
+    result = _invoke(
+        tiny_shards, "--out", run, "--config", tmp_path / "run.toml", "--emb-dims", "32",
+        "--max-steps", "2", "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["emb_dims"] == 32  # option beats file
+    assert saved["batch_size"] == 4 and saved["lr"] == 2e-3  # file beats defaults
+    assert saved["weight_decay"] == 1e-6 and saved["temperature"] == 0.1  # paper defaults
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["steps"] == 2 and summary["stopped"] == "max_steps"
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["config"]["emb_dims"] == 32 and state["position"]["step"] == 2
+
+    refused = _invoke(tiny_shards, "--out", run)
+    assert refused.exit_code == 1 and "already holds a run (last.pt)" in _said(refused)
+
+    # --resume starts from the run's own config (not the defaults) and drops its max_steps.
+    resumed = _invoke(tiny_shards, "--out", run, "--resume", "--epochs", "2")
+    assert resumed.exit_code == 0, resumed.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["emb_dims"] == 32 and saved["epochs"] == 2 and saved["max_steps"] is None
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+    assert not (run / "epoch_002.pt").exists()  # every 10 epochs by default
+
+
+def test_user_errors_exit_1_with_a_clear_message(tiny_shards: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("epochs = 2\nlearning_rate = 0.1\n")
+    result = _invoke(tiny_shards, "--out", tmp_path / "a", "--config", tmp_path / "bad.toml")
+    assert result.exit_code == 1
+    assert "bad.toml: unknown key(s) 'learning_rate'" in _said(result)
+
+    (tmp_path / "typed.toml").write_text('epochs = "ten"\n')
+    result = _invoke(tiny_shards, "--out", tmp_path / "b", "--config", tmp_path / "typed.toml")
+    assert result.exit_code == 1 and "typed.toml: epochs must be int, got 'ten'" in _said(result)
+
+    result = _invoke(tmp_path / "missing", "--out", tmp_path / "c")
+    assert result.exit_code == 1 and "missing: no such shard file or folder" in _said(result)
+
+    result = _invoke(tiny_shards, "--out", tmp_path / "d", "--resume")
+    assert result.exit_code == 1 and "nothing to resume (no last.pt)" in _said(result)
+    assert not (tmp_path / "a").exists()
+
+
+def test_resolve_config_precedence_and_validation(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('backbone = "pointnet"\nepochs = 5\nlr = 1\n')
+    config = resolve_config(file=tmp_path / "c.toml", overrides={"epochs": 7, "k": None})
+    assert (config.backbone, config.epochs, config.lr, config.k) == ("pointnet", 7, 1.0, 15)
+    assert isinstance(config.lr, float)
+    defaults = PretrainConfig()
+    assert (defaults.lr, defaults.weight_decay, defaults.epochs, defaults.batch_size) == (
+        1e-3,
+        1e-6,
+        100,
+        20,
+    )
+    assert (defaults.k, defaults.points, defaults.image_size, defaults.emb_dims) == (
+        15,
+        2048,
+        224,
+        1024,
+    )
+    with pytest.raises(ValueError, match="backbone must be one of dgcnn, pointnet"):
+        resolve_config(overrides={"backbone": "pointnet++"})
+    (tmp_path / "t.toml").write_text("[train]\nepochs = 1\n")
+    with pytest.raises(ValueError, match="t.toml: tables are not supported"):
+        resolve_config(file=tmp_path / "t.toml")
+
+
+def test_help_defaults_match_the_config() -> None:
+    result = CliRunner().invoke(app, ["pretrain", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    names = {"checkpoint-every": "checkpoint_every_steps"}
+    documented = re.findall(r"--([a-z-]+)\s.*?\(default: ([^)]+)\)", result.output)
+    assert len(documented) >= 15
+    defaults = PretrainConfig()
+    for option, shown in documented:
+        field = names.get(option, option.replace("-", "_"))
+        if hasattr(defaults, field):
+            assert str(getattr(defaults, field)) == shown, option

@@ -1,0 +1,163 @@
+"""``xpt pretrain``: CrossPoint pretraining on WebDataset shards."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Backbone(str, Enum):
+    dgcnn = "dgcnn"
+    pointnet = "pointnet"
+
+
+class ImageEncoder(str, Enum):
+    resnet50 = "resnet50"
+    resnet18 = "resnet18"
+
+
+class Loss(str, Enum):
+    both = "both"
+    imid = "imid"
+    cmid = "cmid"
+
+
+class Amp(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    off = "off"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Schedule(str, Enum):
+    release = "release"
+    epoch = "epoch"
+    step = "step"
+
+
+def pretrain(
+    shards: Annotated[
+        list[str],
+        typer.Argument(
+            help="Shard folder (with manifest.json), tar paths, brace patterns "
+            "('train-{000000..000099}.tar') or 'pipe:' commands.",
+            show_default=False,
+            metavar="SHARDS",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (checkpoints, metrics).")],
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file of settings (flat keys); options override it."),
+    ] = None,
+    backbone: Annotated[
+        Backbone | None, typer.Option(help="Point encoder. (default: dgcnn)")
+    ] = None,
+    image_encoder: Annotated[
+        ImageEncoder | None, typer.Option(help="Image encoder. (default: resnet50)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs. (default: 100)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Objects per batch. (default: 20)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate. (default: 0.001)")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="Adam weight decay. (default: 1e-06)")
+    ] = None,
+    lr_schedule: Annotated[
+        Schedule | None,
+        typer.Option(
+            help="Cosine annealing: 'release' (stepped before each epoch, as the released "
+            "code), 'epoch' or 'step'. (default: release)"
+        ),
+    ] = None,
+    points: Annotated[int | None, typer.Option(help="Points per cloud. (default: 2048)")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="DGCNN neighbours. (default: 15)")] = None,
+    emb_dims: Annotated[
+        int | None, typer.Option(help="Point embedding size. (default: 1024)")
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Image side, pixels. (default: 224)")
+    ] = None,
+    loss: Annotated[Loss | None, typer.Option(help="Loss terms. (default: both)")] = None,
+    amp: Annotated[
+        Amp | None, typer.Option(help="Mixed precision (CUDA only). (default: auto)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader workers. (default: 4)")] = None,
+    samples_per_epoch: Annotated[
+        int | None, typer.Option(help="Epoch length in objects; by default the manifest's count.")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many optimiser steps in total.")
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Write last.pt every N steps. (default: 500)")
+    ] = None,
+    checkpoint_every_epochs: Annotated[
+        int | None, typer.Option(help="Write epoch_XXX.pt every M epochs. (default: 10)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed. (default: 0)")] = None,
+    device: Annotated[Device | None, typer.Option(help="Training device. (default: auto)")] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
+    ] = None,
+) -> None:
+    """Pretrain point and image encoders with CrossPoint (IMID + CMID) on shards.
+
+    Settings: the paper's defaults, then --config, then the options given.
+
+    With --resume the run's config.json replaces the defaults, less its max_steps.
+    """
+    from dataclasses import replace
+
+    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.train.checkpoint import CheckpointError
+    from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
+    from xpt.train.data import ShardSpecError
+    from xpt.train.loop import TrainingError
+    from xpt.train.loop import pretrain as run_pretrain
+
+    overrides = {
+        "backbone": backbone,
+        "image_encoder": image_encoder,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "lr_schedule": lr_schedule,
+        "points": points,
+        "k": k,
+        "emb_dims": emb_dims,
+        "image_size": image_size,
+        "loss": loss,
+        "amp": amp,
+        "workers": workers,
+        "samples_per_epoch": samples_per_epoch,
+        "max_steps": max_steps,
+        "checkpoint_every_steps": checkpoint_every,
+        "checkpoint_every_epochs": checkpoint_every_epochs,
+        "seed": seed,
+        "device": device,
+    }
+    overrides = {k: v.value if isinstance(v, Enum) else v for k, v in overrides.items()}
+    try:
+        base = PretrainConfig()
+        if resume and (out / CONFIG_FILE).exists():
+            base = replace(load_config(out / CONFIG_FILE), max_steps=None)
+        config = resolve_config(base, config_file, overrides)
+        summary = run_pretrain(config, shards, out, resume=resume)
+    except (ValueError, TrainingError, CheckpointError, ShardSpecError) as error:
+        err.print(f"[red]error[/red] {error}", highlight=False)
+        raise typer.Exit(code=1) from error
+    print_table("xpt pretrain", summary)
+    write_json_report(json_path, summary)

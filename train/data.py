@@ -1,0 +1,494 @@
+"""Streaming training data: WebDataset shards -> batches of (point cloud, one view) per object.
+
+The pipeline (explicit ``wds.DataPipeline`` stages, run inside DataLoader workers)::
+
+    shard urls (shuffled per epoch) -> split by node -> split by worker -> tar samples
+    -> choose one view per object -> shuffle buffer -> decode + resample -> chunks
+
+and the main process re-batches the workers' chunks into full batches of ``batch_size``.
+Entry names and decoders come from the shard schema (``xpt.toolkit.shards.schema``). Only
+``points.npy`` and ``view_NN.{png,jpg,webp}`` members are ever read from a shard, and only
+the chosen view is decoded; nothing is unpickled.
+
+Determinism: the shard order depends on (seed, epoch, pass), the shuffle buffer on
+(seed, epoch, pass, node, worker), and the view choice and point resampling of an object
+on (seed, epoch, pass, key) only. For a fixed worker count an epoch is therefore the same
+sequence of batches every time it is read, which is what lets a resumed run skip the
+batches it already trained on and continue exactly.
+
+A corrupt shard or sample is skipped: the webdataset ``handler`` records it as a
+:class:`~xpt.toolkit.failures.Failure`, the worker ships the records with its next chunk,
+and the loader counts them, keeps them (``ShardLoader.failures``) and reports each one
+through ``on_error`` (a warning by default).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import tarfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, IterableDataset
+
+from xpt.toolkit.failures import Failure
+from xpt.toolkit.seeding import derive_seed
+from xpt.toolkit.shards.manifest import MANIFEST, ManifestError, find_shard_sets, read_manifest
+from xpt.toolkit.shards.schema import POINTS, VIEW_ENTRY, SchemaError, decode_entry
+
+STAGE = "pretrain-data"
+_REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+
+
+class ShardSpecError(ValueError):
+    """The SHARDS argument names nothing that can be read."""
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+class DecodeError(ValueError):
+    """An entry that cannot be decoded; the message names the entry and the reason."""
+
+
+def _decoded(entry: str, data: bytes) -> Any:
+    """``schema.decode_entry`` (the shard schema's decoder dict, keyed by extension; it
+    refuses pickles) with every failure turned into a one-line DecodeError."""
+    try:
+        return decode_entry(entry, data)
+    except UnidentifiedImageError:
+        raise DecodeError(f"{entry}: not a readable image") from None
+    except SchemaError as exc:
+        raise DecodeError(str(exc)) from None
+    except Exception as exc:
+        raise DecodeError(f"{entry}: {type(exc).__name__}: {exc}") from None
+
+
+def decode_points(data: bytes) -> np.ndarray:
+    """``points.npy`` bytes (float32 or float16, never unpickled) -> float32 (N, 3), finite."""
+    points = _decoded(POINTS, data)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0 or points.dtype.kind != "f":
+        raise DecodeError(
+            f"{POINTS}: points must be float (N, 3), got {points.dtype} {points.shape}"
+        )
+    if not np.isfinite(points).all():
+        raise DecodeError(f"{POINTS}: non-finite point coordinates")
+    return np.ascontiguousarray(points, dtype=np.float32)
+
+
+def decode_view(entry: str, data: bytes) -> np.ndarray:
+    """A ``view_NN.{png,jpg,webp}`` entry -> uint8 (H, W, 3) RGB.
+
+    An alpha channel is dropped, as the release's ``Image.convert("RGB")`` does.
+    """
+    image = _decoded(entry, data)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise DecodeError(f"{entry}: not an RGB uint8 image ({image.dtype} {image.shape})")
+    return np.array(image[..., :3])  # a writable copy, without any alpha
+
+
+def _wanted(member: str) -> bool:
+    """Tar members a training sample needs: the points and the views. Everything else
+    (json, normals, any .pyd / .pickle) is never even read from the stream."""
+    entry = member.rsplit("/", 1)[-1].partition(".")[2].lower()
+    return entry == POINTS or VIEW_ENTRY.match(entry) is not None
+
+
+def resample_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """points : (M, 3) float -> (n, 3): a random subset when M > n, all M plus random
+    repeats when M < n, unchanged when M == n."""
+    m = len(points)
+    if m == n:
+        return points
+    if m > n:
+        return points[rng.choice(m, n, replace=False)]
+    return np.concatenate([points, points[rng.integers(0, m, n - m)]])
+
+
+# ---------------------------------------------------------------------------- shard lists
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """Resolved shard URLs; ``samples`` is the epoch length when known (manifest or scan)."""
+
+    urls: tuple[str, ...]
+    samples: int | None
+    spec: str
+
+
+def resolve_shards(spec: str | Path | Sequence[str | Path], split: str = "train") -> ShardSet:
+    """Shard URLs from SHARDS.
+
+    ``spec`` is a shard folder or its ``manifest.json`` (the split's shards, with the
+    manifest's sample count; without a manifest, the folder's ``<split>-*.tar``), a local
+    path or brace pattern (``train-{000000..000099}.tar``; counts from a manifest beside
+    the shards, or a scan of the tar headers), a ``pipe:`` command or other URL
+    (count unknown), or a list of these. Raises :class:`ShardSpecError`.
+    """
+    if not isinstance(spec, str | Path):
+        parts = [resolve_shards(s, split) for s in spec]
+        if not parts:
+            raise ShardSpecError("no shards given")
+        counts = [p.samples for p in parts]
+        total = None if None in counts else sum(counts)  # type: ignore[arg-type]
+        urls = tuple(url for p in parts for url in p.urls)
+        return ShardSet(urls, total, " ".join(p.spec for p in parts))
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir() or path.name == MANIFEST:
+        return _from_folder(path if path.is_dir() else path.parent, split, text)
+    urls = wds.shardlists.expand_urls(text)
+    if _REMOTE.match(text) and not text.startswith("file:"):
+        return ShardSet(tuple(urls), None, text)
+    urls = [re.sub(r"^file://?", "", u) for u in urls]
+    if not any(Path(u).is_file() for u in urls):
+        raise ShardSpecError(f"{text}: no such shard file or folder")
+    return ShardSet(tuple(urls), _count_local(urls), text)
+
+
+def _from_folder(folder: Path, split: str, spec: str) -> ShardSet:
+    """A shard set folder (or one holding ``part-*`` sets): the split's shards in manifest
+    order; without any manifest, the folder's ``<split>-*.tar`` files."""
+    sets = find_shard_sets(folder)
+    if not sets:
+        urls = sorted(str(p) for p in folder.glob(f"{split}-*.tar"))
+        if not urls:
+            raise ShardSpecError(f"{folder}: no {MANIFEST} and no {split}-*.tar shards")
+        return ShardSet(tuple(urls), _count_local(urls), spec)
+    urls: list[str] = []
+    samples = 0
+    for shard_set in sets:
+        try:
+            entry = read_manifest(shard_set)["splits"].get(split, {})
+        except ManifestError as exc:
+            raise ShardSpecError(str(exc)) from None
+        urls += [str(shard_set / info["name"]) for info in entry.get("shards", [])]
+        samples += int(entry.get("samples", 0))
+    if not urls:
+        raise ShardSpecError(f"{folder}: the manifest lists no {split!r} shards")
+    return ShardSet(tuple(urls), samples, spec)
+
+
+def _count_local(paths: Sequence[str]) -> int:
+    """Samples in local shards: from a manifest beside them, else by reading tar headers."""
+    total = 0
+    manifests: dict[Path, dict[str, int]] = {}
+    for url in paths:
+        path = Path(url)
+        if path.parent not in manifests:
+            manifests[path.parent] = _manifest_counts(path.parent)
+        count = manifests[path.parent].get(path.name)
+        total += _scan_count(path) if count is None else count
+    return total
+
+
+def _manifest_counts(folder: Path) -> dict[str, int]:
+    """Shard name -> samples, from ``folder``'s manifest (empty without a valid one)."""
+    if not (folder / MANIFEST).exists():
+        return {}
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError:
+        return {}
+    return {
+        info["name"]: int(info["samples"])
+        for entry in manifest["splits"].values()
+        for info in entry.get("shards", [])
+    }
+
+
+def _scan_count(path: Path) -> int:
+    """Distinct sample keys among the readable members of one tar (0 when unreadable)."""
+    keys = set()
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                key, _ = wds.tariterators.base_plus_ext(member.name)
+                if member.isreg() and key is not None:
+                    keys.add(key)
+    except (OSError, tarfile.TarError):
+        pass
+    return len(keys)
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+class FailureRecorder:
+    """A webdataset ``handler``: records the exception as a Failure and continues."""
+
+    def __init__(self) -> None:
+        self.pending: list[Failure] = []
+
+    def __call__(self, exn: Exception) -> bool:
+        self.pending.append(_as_failure(exn))
+        return True
+
+    def drain(self) -> list[Failure]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+class SampleError(ValueError):
+    """A sample that cannot be used; carries its key and shard."""
+
+    def __init__(self, key: str, url: str | None, reason: str):
+        super().__init__(f"{url}: {key}: {reason}")
+        self.key, self.url, self.reason = key, url, reason
+
+
+def _as_failure(exn: Exception) -> Failure:
+    if isinstance(exn, SampleError):
+        return Failure(exn.key, exn.url, STAGE, exn.reason)
+    # webdataset appends (stream, url) or the url to ``args`` of shard-level errors.
+    url = next((a for a in reversed(exn.args) if isinstance(a, str) and a), None)
+    if isinstance(exn, OSError) and exn.strerror:
+        reason = exn.strerror
+    else:
+        reason = str(exn.args[0]) if exn.args else type(exn).__name__
+    reason = f"{type(exn).__name__}: {reason}"
+    return Failure(Path(url).name if url else "?", url, STAGE, reason)
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """What the pipeline produces: batches of ``batch_size`` objects with ``points``
+    points each and one view resized to ``image_size`` x ``image_size``."""
+
+    batch_size: int
+    points: int
+    image_size: int
+    seed: int = 0
+    shuffle_buffer: int = 1000
+    workers: int = 0
+    samples_per_epoch: int | None = None
+
+
+def _shard_urls(urls: Sequence[str], seed: int, epoch: int, rep: int) -> list[dict]:
+    order = list(urls)
+    random.Random(derive_seed(seed, "shards", epoch, rep)).shuffle(order)
+    return [{"url": url} for url in order]
+
+
+def _choose_view(
+    samples: Iterable[dict], seed: int, epoch: int, rep: int, handler: FailureRecorder
+) -> Iterator[dict]:
+    """Keep the points and one view drawn at random (per object and epoch), undecoded."""
+    for sample in samples:
+        key, url = sample.get("__key__", "?"), sample.get("__url__")
+        try:
+            views = sorted(name for name in sample if VIEW_ENTRY.match(name))
+            if POINTS not in sample:
+                raise SampleError(key, url, f"no {POINTS} entry")
+            if not views:
+                raise SampleError(key, url, "no view_NN image entry")
+            rng = np.random.default_rng(derive_seed(seed, "view", epoch, rep, key))
+            view = views[int(rng.integers(len(views)))]
+            yield {"__key__": key, "__url__": url, POINTS: sample[POINTS], view: sample[view]}
+        except Exception as exn:
+            handler(exn)
+
+
+def _decode(
+    samples: Iterable[dict], config: LoaderConfig, epoch: int, rep: int, handler: FailureRecorder
+) -> Iterator[dict]:
+    """Decode the points (resampled to ``config.points``) and the chosen view (resized)."""
+    size = config.image_size
+    for sample in samples:
+        key, url = sample["__key__"], sample["__url__"]
+        try:
+            points = decode_points(sample[POINTS])
+            rng = np.random.default_rng(derive_seed(config.seed, "points", epoch, rep, key))
+            points = resample_points(points, config.points, rng)
+            view = next(name for name in sample if VIEW_ENTRY.match(name))
+            image = decode_view(view, sample[view])
+            if image.shape[:2] != (size, size):
+                resized = Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR)
+                image = np.array(resized)
+            yield {
+                "key": key,
+                "points": torch.from_numpy(np.ascontiguousarray(points)),
+                "image": torch.from_numpy(np.ascontiguousarray(image)),
+            }
+        except Exception as exn:
+            if isinstance(exn, SampleError):
+                reason = exn.reason
+            elif isinstance(exn, DecodeError):
+                reason = str(exn)
+            else:
+                reason = f"{type(exn).__name__}: {exn}"
+            handler(SampleError(key, url, reason))
+
+
+class EpochStream(IterableDataset):
+    """One epoch of decoded samples, as chunks ``{"batch": Batch | None, "failures": [...]}``
+    (collated in the worker: two tensors per chunk cross the process boundary).
+
+    Runs in each DataLoader worker. With ``repeat`` the worker goes over its shards again
+    (pass 1, 2, ...) until the loader stops reading; a pass that yields nothing ends it.
+    """
+
+    def __init__(self, urls: Sequence[str], config: LoaderConfig, epoch: int, repeat: bool):
+        super().__init__()
+        self.urls, self.config, self.epoch, self.repeat = tuple(urls), config, epoch, repeat
+
+    def pipeline(self, rep: int, handler: FailureRecorder) -> wds.DataPipeline:
+        c = self.config
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        stages: list[Any] = [
+            _shard_urls(self.urls, c.seed, self.epoch, rep),
+            wds.split_by_node,
+            wds.split_by_worker,
+            wds.tarfile_to_samples(handler=handler, select_files=_wanted),
+            lambda src: _choose_view(src, c.seed, self.epoch, rep, handler),
+        ]
+        if c.shuffle_buffer > 1:
+            rng = random.Random(derive_seed(c.seed, "shuffle", self.epoch, rep, rank, worker))
+            initial = min(c.shuffle_buffer, 100)
+            stages.append(wds.shuffle(c.shuffle_buffer, initial=initial, rng=rng))
+        stages += [
+            lambda src: _decode(src, c, self.epoch, rep, handler),
+            wds.batched(c.batch_size, collation_fn=collate, partial=True),
+        ]
+        return wds.DataPipeline(stages)
+
+    def __iter__(self) -> Iterator[dict]:
+        handler = FailureRecorder()
+        for rep in itertools.count() if self.repeat else range(1):
+            produced = 0
+            for batch in self.pipeline(rep, handler):
+                produced += len(batch)
+                yield {"batch": batch, "failures": handler.drain()}
+            if produced == 0:
+                break
+        yield {"batch": None, "failures": handler.drain()}
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Batch:
+    """``points`` float32 (B, N, 3), ``images`` uint8 (B, H, W, 3), ``keys`` (B,)."""
+
+    points: torch.Tensor
+    images: torch.Tensor
+    keys: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.points.to(device, non_blocking=True),
+            self.images.to(device, non_blocking=True),
+            self.keys,
+        )
+
+
+def collate(samples: Sequence[dict]) -> Batch:
+    """Stack decoded samples (all already ``points`` x 3 and ``image_size`` square)."""
+    return Batch(
+        torch.stack([torch.as_tensor(s["points"], dtype=torch.float32) for s in samples]),
+        torch.stack([torch.as_tensor(s["image"], dtype=torch.uint8) for s in samples]),
+        [s["key"] for s in samples],
+    )
+
+
+def warn_failure(failure: Failure) -> None:
+    """The default ``on_error``: a one-line warning."""
+    warnings.warn(f"skipped {failure.line()}", stacklevel=2)
+
+
+class ShardLoader:
+    """Batches from shards, one epoch at a time, counting the samples and shards skipped.
+
+    ``steps_per_epoch`` is ``samples // (batch_size * world_size)`` with the sample count
+    from ``config.samples_per_epoch`` or the shard set (manifest); epochs then have exactly
+    that many full batches (going round the shards again if skipped samples leave it
+    short). With no known count an epoch is one pass over the shards.
+    """
+
+    def __init__(
+        self,
+        shards: ShardSet,
+        config: LoaderConfig,
+        on_error: Callable[[Failure], None] | None = warn_failure,
+    ):
+        self.shards, self.config, self.on_error = shards, config, on_error
+        self.failures: list[Failure] = []
+        world_size = wds.utils.pytorch_worker_info()[1]
+        samples = config.samples_per_epoch or shards.samples
+        self.steps_per_epoch: int | None = None
+        if samples is not None:
+            self.steps_per_epoch = samples // (config.batch_size * world_size)
+            if self.steps_per_epoch == 0:
+                nodes = f" on each of {world_size} nodes" if world_size > 1 else ""
+                raise ValueError(
+                    f"{shards.spec}: {samples} samples per epoch make no full batch of "
+                    f"{config.batch_size}{nodes}"
+                )
+        if config.workers > len(shards.urls):
+            warnings.warn(
+                f"{shards.spec}: {len(shards.urls)} shard(s) for {config.workers} workers; "
+                "some workers will have nothing to read",
+                stacklevel=2,
+            )
+
+    @property
+    def failure_count(self) -> int:
+        return len(self.failures)
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        """The batches of ``epoch`` (0-based), without the first ``skip`` (already used)."""
+        c = self.config
+        stream = EpochStream(self.shards.urls, c, epoch, repeat=self.steps_per_epoch is not None)
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=c.workers,
+            generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
+            prefetch_factor=2 if c.workers else None,
+        )
+        pending: list[Batch] = []
+        produced = 0
+        for chunk in loader:
+            for failure in chunk["failures"]:
+                self.failures.append(failure)
+                if self.on_error is not None:
+                    self.on_error(failure)
+            if chunk["batch"] is not None:
+                pending.append(chunk["batch"])
+            while sum(map(len, pending)) >= c.batch_size:
+                batch, pending = _take(pending, c.batch_size)
+                produced += 1
+                if produced > skip:
+                    yield batch
+                if produced == self.steps_per_epoch:
+                    return
+
+
+def _take(chunks: list[Batch], n: int) -> tuple[Batch, list[Batch]]:
+    """The first ``n`` objects of ``chunks`` as one batch, and the rest."""
+    if len(chunks[0]) == n:
+        return chunks[0], chunks[1:]
+    whole = Batch(
+        torch.cat([c.points for c in chunks]),
+        torch.cat([c.images for c in chunks]),
+        [key for c in chunks for key in c.keys],
+    )
+    rest = Batch(whole.points[n:], whole.images[n:], whole.keys[n:])
+    return Batch(whole.points[:n], whole.images[:n], whole.keys[:n]), [rest] if len(rest) else []

@@ -1,0 +1,414 @@
+"""CrossPoint pretraining loop: streamed shards -> encoders, checkpoints, metrics.
+
+Each step takes a batch of objects (points + one rendered view), makes two independent
+augmented copies of every cloud and an augmented image on the training device, runs both
+clouds through the point encoder as one batch of 2B (as the release does, so BatchNorm
+sees both views together) and the image through the image encoder, and minimises
+IMID + CMID (``xpt.train.losses.crosspoint_loss``) with Adam.
+
+Outputs in RUN_DIR: ``config.json``, ``metrics.jsonl`` (one line per step),
+``last.pt`` (every ``checkpoint_every_steps`` steps and after every epoch),
+``epoch_XXX.pt`` (every ``checkpoint_every_epochs`` epochs) and ``failures.jsonl``
+(samples or shards the pipeline skipped). ``resume=True`` continues from ``last.pt``
+exactly: same data order, augmentations and learning rates as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xpt.toolkit.console import RunProgress, err
+from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
+from xpt.toolkit.fsio import atomic_write_text
+from xpt.toolkit.seeding import derive_seed
+from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_images, augment_points
+from xpt.train.checkpoint import (
+    LAST,
+    epoch_checkpoint_name,
+    load_checkpoint,
+    make_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from xpt.train.config import MODEL_FIELDS, PretrainConfig, save_config
+from xpt.train.data import Batch, LoaderConfig, ShardLoader, ShardSet, resolve_shards
+from xpt.train.losses import crosspoint_loss
+from xpt.train.models import build_image_encoder, build_point_encoder
+
+METRICS_FILE = "metrics.jsonl"
+POINT_AUGMENT = PointAugmentConfig()
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or had to stop; the message says why and what was kept."""
+
+
+# ---------------------------------------------------------------------------- set-up
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None = float32). AMP is CUDA-only; "auto" prefers bf16."""
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def build_models(config: PretrainConfig) -> tuple[nn.Module, nn.Module]:
+    """Point and image encoders, initialised from ``config.seed`` (global RNG restored)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        point = build_point_encoder(
+            config.backbone, k=config.k, emb_dims=config.emb_dims, proj_dim=config.proj_dim
+        )
+        image = build_image_encoder(config.image_encoder, proj_dim=config.proj_dim)
+    return point, image
+
+
+def augment_generator(config: PretrainConfig) -> torch.Generator:
+    """The CPU generator that drives every augmentation (device-independent draws)."""
+    return torch.Generator().manual_seed(derive_seed(config.seed, "augment"))
+
+
+def cosine_lr(base_lr: float, position: float, t_max: float) -> float:
+    """CosineAnnealingLR's value at ``position`` of ``t_max`` (eta_min 0)."""
+    return 0.5 * base_lr * (1 + math.cos(math.pi * min(position, t_max) / t_max))
+
+
+def lr_at(config: PretrainConfig, epoch: int, batch: int, steps_per_epoch: int | None) -> float:
+    """Learning rate for batch ``batch`` of epoch ``epoch`` (both 0-based)."""
+    if config.lr_schedule == "release":
+        return cosine_lr(config.lr, epoch + 1, config.epochs)
+    if config.lr_schedule == "epoch":
+        return cosine_lr(config.lr, epoch, config.epochs)
+    if steps_per_epoch is None:
+        raise TrainingError('lr_schedule "step" needs a known epoch length')
+    return cosine_lr(config.lr, epoch * steps_per_epoch + batch, config.epochs * steps_per_epoch)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def compute_loss(
+    point_model: nn.Module,
+    image_model: nn.Module,
+    batch: Batch,
+    generator: torch.Generator,
+    config: PretrainConfig,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, Tensor]:
+    """The CrossPoint loss of one batch: {"loss", "imid", "cmid"} float32 scalars.
+
+    Draws, in this order, two point augmentations and (unless ``loss`` is "imid", which
+    leaves the image encoder out) one image augmentation from ``generator``.
+    """
+    device = next(point_model.parameters()).device
+    batch = batch.to(device)
+    b = len(batch)
+    pair = torch.cat(
+        [
+            augment_points(batch.points, generator, POINT_AUGMENT),
+            augment_points(batch.points, generator, POINT_AUGMENT),
+        ]
+    )
+    images = None
+    if config.loss != "imid":
+        images = augment_images(batch.images, generator, ImageAugmentConfig(size=config.image_size))
+    with _autocast(device, amp_dtype):
+        z_points = point_model(pair)[1].float()
+        z_image = image_model(images)[1].float() if images is not None else None
+    return crosspoint_loss(
+        z_points[:b], z_points[b:], z_image, mode=config.loss, temperature=config.temperature
+    )
+
+
+# ---------------------------------------------------------------------------- records
+
+
+class _FailureSink:
+    """Data failures: each distinct one printed once and appended to failures.jsonl."""
+
+    def __init__(self, path: Path):
+        self.log = FailureLog(path)
+        self.seen = {(f.id, f.path, f.reason) for f in read_failures(path)}
+        self.bar: RunProgress | None = None
+
+    def __call__(self, failure: Failure) -> None:
+        key = (failure.id, failure.path, failure.reason)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.log.record(failure)
+        if self.bar is not None:
+            self.bar.fail(failure.line())
+        else:
+            err.print(f"[red]skipped[/red] {failure.line()}", highlight=False)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past ``step`` (written after the checkpoint a run resumes from)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+@dataclass
+class _EpochStats:
+    steps: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    sums: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "imid": 0.0, "cmid": 0.0})
+
+    def add(self, values: dict[str, float], samples: int, seconds: float) -> None:
+        self.steps += 1
+        self.samples += samples
+        self.seconds += seconds
+        for name in self.sums:
+            self.sums[name] += values[name]
+
+    def mean(self, name: str) -> float:
+        return self.sums[name] / max(self.steps, 1)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def pretrain(
+    config: PretrainConfig,
+    shards: ShardSet | str | os.PathLike | Sequence[str | os.PathLike],
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Pretrain CrossPoint on ``shards``; returns a summary dict.
+
+    Raises :class:`TrainingError` when the run cannot start (no checkpoint to resume, a
+    run already in ``run_dir``, model settings changed on resume, no readable data) or
+    must stop (a non-finite loss: nothing is saved for that step and ``last.pt`` stays the
+    last good checkpoint).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TrainingError(
+            "multi-process (torchrun) training is not supported yet; run one process"
+        )
+    run_dir = Path(run_dir)
+    last_path = run_dir / LAST
+    if resume and not last_path.exists():
+        raise TrainingError(f"{run_dir}: nothing to resume (no {LAST})")
+    if not resume and last_path.exists():
+        raise TrainingError(
+            f"{run_dir}: already holds a run ({LAST}); pass --resume to continue it "
+            "or choose another --out"
+        )
+    device = resolve_device(config.device)
+    amp_dtype = resolve_amp(config.amp, device)
+    if device.type != "cuda" and config.amp in ("bf16", "fp16"):
+        err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
+    shard_set = shards if isinstance(shards, ShardSet) else resolve_shards(shards)  # type: ignore[arg-type]
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sink = _FailureSink(run_dir / FAILURES_FILE)
+    loader = ShardLoader(
+        shard_set,
+        LoaderConfig(
+            batch_size=config.batch_size,
+            points=config.points,
+            image_size=config.image_size,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            workers=config.workers,
+            samples_per_epoch=config.samples_per_epoch,
+        ),
+        on_error=sink,
+    )
+    steps_per_epoch = loader.steps_per_epoch
+    if config.lr_schedule == "step" and steps_per_epoch is None:
+        raise TrainingError(
+            f"{shard_set.spec}: the epoch length is unknown (no manifest); give "
+            "--samples-per-epoch or use an epoch-wise lr_schedule"
+        )
+
+    point_model, image_model = build_models(config)
+    point_model.to(device)
+    image_model.to(device)
+    models = {"point": point_model, "image": image_model}
+    parameters = [p for model in models.values() for p in model.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    generator = augment_generator(config)
+    per_step = config.lr_schedule == "step"
+    schedule = {
+        "kind": config.lr_schedule,
+        "base_lr": config.lr,
+        "t_max": config.epochs * steps_per_epoch if per_step and steps_per_epoch else config.epochs,
+        "unit": "step" if per_step else "epoch",
+    }
+
+    step, epoch, batch_index = 0, 0, 0
+    if resume:
+        state = load_checkpoint(last_path)
+        changed = [f for f in MODEL_FIELDS if state["config"].get(f) != getattr(config, f)]
+        if changed:
+            raise TrainingError(
+                f"{last_path}: cannot resume with different model settings: "
+                + ", ".join(
+                    f"{f} {state['config'].get(f)!r} -> {getattr(config, f)!r}" for f in changed
+                )
+            )
+        position = restore_checkpoint(
+            state, models=models, optimizer=optimizer, scaler=scaler, generator=generator
+        )
+        step, epoch, batch_index = position["step"], position["epoch"], position["batch"]
+        _truncate_metrics(run_dir / METRICS_FILE, step)
+        err.print(f"resuming {run_dir} at step {step} (epoch {epoch + 1}, batch {batch_index})")
+    save_config(config, run_dir)
+
+    last_saved = step if resume else None
+    last_values: dict[str, float] = {}
+    epoch_stats = _EpochStats()
+    run_samples, run_seconds = 0, 0.0
+    stopped = "done"
+    started = time.perf_counter()
+
+    def checkpoint(path: Path) -> None:
+        state = make_checkpoint(
+            models=models,
+            optimizer=optimizer,
+            scaler=scaler,
+            schedule=schedule,
+            position={"step": step, "epoch": epoch, "batch": batch_index},
+            generator=generator,
+            config=config.to_dict(),
+            metrics=last_values,
+        )
+        save_checkpoint(state, path)
+
+    def at_max_steps() -> bool:
+        return config.max_steps is not None and step >= config.max_steps
+
+    for model in models.values():
+        model.train()
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as metrics:
+        while epoch < config.epochs and not at_max_steps():
+            epoch_stats = _EpochStats()
+            total = None if steps_per_epoch is None else steps_per_epoch - batch_index
+            with RunProgress(
+                f"epoch {epoch + 1}/{config.epochs}",
+                total=None if total is None else total * config.batch_size,
+                unit="obj",
+            ) as bar:
+                sink.bar = bar
+                tick = time.perf_counter()
+                for batch in loader.epoch(epoch, skip=batch_index):
+                    lr = lr_at(config, epoch, batch_index, steps_per_epoch)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    losses = compute_loss(
+                        point_model, image_model, batch, generator, config, amp_dtype
+                    )
+                    values = {name: value.detach().item() for name, value in losses.items()}
+                    if not math.isfinite(values["loss"]):
+                        kept = (
+                            f"the last good checkpoint is {last_path} (step {last_saved})"
+                            if last_saved is not None
+                            else "no checkpoint had been written yet"
+                        )
+                        raise TrainingError(
+                            f"non-finite loss ({values['loss']}) at step {step + 1} "
+                            f"(epoch {epoch + 1}); training stopped, {kept}"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(losses["loss"]).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    batch_index += 1
+                    now = time.perf_counter()
+                    seconds, tick = now - tick, now
+                    epoch_stats.add(values, len(batch), seconds)
+                    run_samples += len(batch)
+                    run_seconds += seconds
+                    last_values = values
+                    record = {"step": step, "epoch": epoch + 1, **values, "lr": lr}
+                    record["samples_per_s"] = len(batch) / seconds if seconds > 0 else None
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    bar.advance(n=len(batch))
+                    if step % config.log_every_steps == 0:
+                        bar.note(
+                            f"step {step}: loss {values['loss']:.4f} (imid {values['imid']:.4f}, "
+                            f"cmid {values['cmid']:.4f}), lr {lr:.3g}, "
+                            f"{len(batch) / max(seconds, 1e-9):.1f} obj/s"
+                        )
+                    if at_max_steps():
+                        stopped = "max_steps"
+                        break
+                    if step % config.checkpoint_every_steps == 0:
+                        checkpoint(last_path)
+                        last_saved = step
+                sink.bar = None
+            if epoch_stats.steps == 0:
+                raise TrainingError(
+                    f"{shard_set.spec}: no training batch could be read in epoch {epoch + 1} "
+                    f"({len(sink.seen)} failure(s), see {sink.log.path})"
+                )
+            complete = stopped != "max_steps" or batch_index == steps_per_epoch
+            err.print(
+                f"epoch {epoch + 1}{'' if complete else ' (partial)'}: {epoch_stats.steps} "
+                f"steps, loss {epoch_stats.mean('loss'):.4f} "
+                f"(imid {epoch_stats.mean('imid'):.4f}, cmid {epoch_stats.mean('cmid'):.4f}), "
+                f"{epoch_stats.samples / max(epoch_stats.seconds, 1e-9):.1f} obj/s",
+                highlight=False,
+            )
+            if complete:
+                if steps_per_epoch is not None and batch_index < steps_per_epoch:
+                    err.print(
+                        f"[yellow]note[/yellow] epoch {epoch + 1} ended after {batch_index} of "
+                        f"{steps_per_epoch} batches (too few readable samples)"
+                    )
+                epoch, batch_index = epoch + 1, 0
+            checkpoint(last_path)
+            last_saved = step
+            if complete and epoch % config.checkpoint_every_epochs == 0:
+                checkpoint(run_dir / epoch_checkpoint_name(epoch))
+
+    return {
+        "run_dir": str(run_dir),
+        "device": str(device),
+        "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype else "off",
+        "stopped": stopped,
+        "steps": step,
+        "epochs_completed": epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "loss": last_values.get("loss"),
+        "epoch_loss": epoch_stats.mean("loss") if epoch_stats.steps else None,
+        "samples_per_s": run_samples / run_seconds if run_seconds > 0 else None,
+        "elapsed_s": time.perf_counter() - started,
+        "data_failures": len(sink.seen),
+        "last_checkpoint": str(last_path) if last_path.exists() else None,
+    }
