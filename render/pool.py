@@ -34,7 +34,7 @@ from xpt.render.output import (
     object_dir,
     read_manifest_keys,
 )
-from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
+from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.objects import MeshObject
 
 if TYPE_CHECKING:
@@ -212,10 +212,13 @@ class _Run:
     def __init__(self, out: Path, config: RenderConfig, summary: RenderSummary, bar: object):
         self.out, self.config, self.summary, self.bar = out, config, summary, bar
         self.failures = FailureLog(out / FAILURES_FILE)
+        self.recorded = set(read_failures(self.failures.path))  # a re-run adds no duplicates
 
     def fail(self, obj: MeshObject, stage: str, reason: str) -> None:
         failure = Failure(obj.key, obj.where, stage, reason)
-        self.failures.record(failure)
+        if failure not in self.recorded:
+            self.failures.record(failure)
+            self.recorded.add(failure)
         self.summary.failed += 1
         self.summary.failures.append(asdict(failure))
         if self.bar is not None:

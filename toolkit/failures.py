@@ -38,16 +38,29 @@ class FailureLog:
 
     def record(self, failure: Failure) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(failure), sort_keys=True) + "\n")
+        line = json.dumps(asdict(failure), sort_keys=True) + "\n"
+        with open(self.path, "a+b") as handle:
+            if handle.tell() > 0:  # close a line torn by an earlier crash first
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))
             handle.flush()
         self.count += 1
 
 
 def read_failures(path: str | os.PathLike) -> list[Failure]:
-    """All failures recorded in ``path`` (empty when the file does not exist)."""
+    """All failures recorded in ``path`` (empty when the file does not exist).
+
+    A line torn by a crash is skipped.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [Failure(**json.loads(line)) for line in lines if line.strip()]
+    failures = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            failures.append(Failure(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue
+    return failures

@@ -198,3 +198,14 @@ def test_time_limit_and_crashes_fail_one_object_each_and_the_run_goes_on(
     assert not any(object_dir(out, o).exists() for o in bad)
     # The killed and the crashed worker left no temporary folders behind.
     assert not [p for p in (out / chair.category_id).iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_rerun_does_not_record_the_same_failure_twice(tmp_path: Path) -> None:
+    root = tmp_path / "ShapeNetCore.v2"
+    _shapenet_model(root, "empty", "", None)
+    objects = open_source(root)
+    out = tmp_path / "renders"
+    for _ in range(2):
+        summary = render_objects(objects, out, RenderConfig(views=1, size=16), progress=False)
+        assert summary.failed == 1
+    assert len(read_failures(out / "failures.jsonl")) == 1

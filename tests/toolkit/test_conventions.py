@@ -72,6 +72,16 @@ def test_failure_log_appends_jsonl(tmp_path: Path) -> None:
     assert Failure("a", "/x/a.obj", "load", "empty file").line() == "a (/x/a.obj): load: empty file"
 
 
+def test_failure_log_survives_a_line_torn_by_a_crash(tmp_path: Path) -> None:
+    # A run killed mid-write must not make the resumed run crash or lose its next record.
+    path = tmp_path / "failures.jsonl"
+    FailureLog(path).record(Failure("a", None, "load", "empty file"))
+    with open(path, "a") as handle:
+        handle.write('{"id": "b", "pa')
+    FailureLog(path).record(Failure("c", None, "render", "time limit"))
+    assert [f.id for f in read_failures(path)] == ["a", "c"]
+
+
 @pytest.mark.parametrize("bad", ["1", "2/2", "-1/3", "a/b", "0/0"])
 def test_parse_part_rejects_bad_specs(bad: str) -> None:
     with pytest.raises(ValueError):

@@ -447,3 +447,25 @@ def test_rendered_rgb_pngs_pass_through_and_rgba_is_composited(tmp_path: Path) -
     (tmp_path / "bad.png").write_bytes(broken[:40] + bytes([broken[40] ^ 1]) + broken[41:])
     with pytest.raises(ViewError, match="bad.png"):
         read_view(tmp_path / "bad.png")
+
+
+def test_shard_seed_does_not_change_which_procedural_objects_exist(tmp_path: Path) -> None:
+    # `xpt render` draws the procedural objects with --source-seed (default 0), not --seed; a
+    # `xpt shard --renders R --seed S` must see the same objects, or no view frame fits them.
+    from typer.testing import CliRunner
+
+    from xpt.render.config import RenderConfig
+    from xpt.render.pool import render_objects
+    from xpt.toolkit.cli import app
+    from xpt.toolkit.procedural import objects
+
+    procedural = objects(1, seed=0, categories=["chair"])
+    render_objects(procedural, tmp_path / "renders", RenderConfig(views=1, size=16))
+    args = ["shard", "--categories", "chair", "--per-category", "1", "--points", "32"]
+    args += ["--renders", str(tmp_path / "renders"), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["samples"] == 1 and manifest["failures"] == 0
+    other = CliRunner().invoke(app, [*args, "--seed", "3", "--source-seed", "1"])
+    assert other.exit_code == 1 and "other settings" in other.output

@@ -88,6 +88,9 @@ def shard(
     ] = None,
     size: Annotated[int, typer.Option(help="View size in pixels when rendering on the fly.")] = 137,
     seed: Annotated[int, typer.Option(help="Seed for order, split and point sampling.")] = 0,
+    source_seed: Annotated[
+        int, typer.Option(help="Seed of the procedural source (as `xpt render --source-seed`).")
+    ] = 0,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
@@ -118,6 +121,7 @@ def shard(
             max_samples=max_samples,
             part=parse_part(part),
             seed=seed,
+            source_seed=source_seed,
             workers=workers,
             render={"rig": rig.value, "views": views, "size": size, "seed": seed},
         )

@@ -98,6 +98,7 @@ class ShardConfig:
     max_samples: int | None = None
     part: tuple[int, int] = (0, 1)
     seed: int = 0
+    source_seed: int = 0  # which procedural objects exist (as `xpt render --source-seed`)
     workers: int = 1
     render: dict[str, Any] = field(default_factory=dict)
 
@@ -536,7 +537,7 @@ def objects_and_maker(config: ShardConfig) -> tuple[list[MeshObject], SampleMake
         categories=config.categories,
         limit=config.limit,
         per_category=config.per_category,
-        seed=config.seed,
+        seed=config.source_seed,
     )
     if config.renders is not None:
         if not Path(config.renders).is_dir():
