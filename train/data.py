@@ -334,16 +334,14 @@ def _decode(
 
 
 class EpochStream(IterableDataset):
-    """One epoch of decoded samples, as chunks ``{"batch": Batch | None, "failures": [...]}``
-    (collated in the worker: two tensors per chunk cross the process boundary).
-
-    Runs in each DataLoader worker. With ``repeat`` the worker goes over its shards again
-    (pass 1, 2, ...) until the loader stops reading; a pass that yields nothing ends it.
+    """One pass (``rep``) over the shards of an epoch, as chunks
+    ``{"batch": Batch | None, "failures": [...]}`` (collated in the worker: two tensors per
+    chunk cross the process boundary). Runs in each DataLoader worker, over its shards.
     """
 
-    def __init__(self, urls: Sequence[str], config: LoaderConfig, epoch: int, repeat: bool):
+    def __init__(self, urls: Sequence[str], config: LoaderConfig, epoch: int, rep: int = 0):
         super().__init__()
-        self.urls, self.config, self.epoch, self.repeat = tuple(urls), config, epoch, repeat
+        self.urls, self.config, self.epoch, self.rep = tuple(urls), config, epoch, rep
 
     def pipeline(self, rep: int, handler: FailureRecorder) -> wds.DataPipeline:
         c = self.config
@@ -367,13 +365,8 @@ class EpochStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         handler = FailureRecorder()
-        for rep in itertools.count() if self.repeat else range(1):
-            produced = 0
-            for batch in self.pipeline(rep, handler):
-                produced += len(batch)
-                yield {"batch": batch, "failures": handler.drain()}
-            if produced == 0:
-                break
+        for batch in self.pipeline(self.rep, handler):
+            yield {"batch": batch, "failures": handler.drain()}
         yield {"batch": None, "failures": handler.drain()}
 
 
@@ -455,30 +448,37 @@ class ShardLoader:
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` (0-based), without the first ``skip`` (already used)."""
         c = self.config
-        stream = EpochStream(self.shards.urls, c, epoch, repeat=self.steps_per_epoch is not None)
-        loader = DataLoader(
-            stream,
-            batch_size=None,
-            num_workers=c.workers,
-            generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
-            prefetch_factor=2 if c.workers else None,
-        )
         pending: list[Batch] = []
         produced = 0
-        for chunk in loader:
-            for failure in chunk["failures"]:
-                self.failures.append(failure)
-                if self.on_error is not None:
-                    self.on_error(failure)
-            if chunk["batch"] is not None:
-                pending.append(chunk["batch"])
-            while sum(map(len, pending)) >= c.batch_size:
-                batch, pending = _take(pending, c.batch_size)
-                produced += 1
-                if produced > skip:
-                    yield batch
-                if produced == self.steps_per_epoch:
-                    return
+        # Pass after pass over the shards (one pass without a known epoch length). A pass is
+        # one DataLoader, so every worker finishes its shards before any object is read
+        # again; a pass that yields nothing ends the epoch.
+        for rep in itertools.count() if self.steps_per_epoch is not None else range(1):
+            loader = DataLoader(
+                EpochStream(self.shards.urls, c, epoch, rep),
+                batch_size=None,
+                num_workers=c.workers,
+                generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
+                prefetch_factor=2 if c.workers else None,
+            )
+            samples = 0
+            for chunk in loader:
+                for failure in chunk["failures"]:
+                    self.failures.append(failure)
+                    if self.on_error is not None:
+                        self.on_error(failure)
+                if chunk["batch"] is not None:
+                    pending.append(chunk["batch"])
+                    samples += len(chunk["batch"])
+                while sum(map(len, pending)) >= c.batch_size:
+                    batch, pending = _take(pending, c.batch_size)
+                    produced += 1
+                    if produced > skip:
+                        yield batch
+                    if produced == self.steps_per_epoch:
+                        return
+            if samples == 0:
+                return
 
 
 def _take(chunks: list[Batch], n: int) -> tuple[Batch, list[Batch]]:

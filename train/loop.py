@@ -372,7 +372,8 @@ def pretrain(
                         checkpoint(last_path)
                         last_saved = step
                 sink.bar = None
-            if epoch_stats.steps == 0:
+            # (A resumed epoch may have nothing left: its last batch was trained on.)
+            if epoch_stats.steps == 0 and batch_index == 0:
                 raise TrainingError(
                     f"{shard_set.spec}: no training batch could be read in epoch {epoch + 1} "
                     f"({len(sink.seen)} failure(s), see {sink.log.path})"

@@ -188,6 +188,16 @@ def test_workers_split_shards_deterministically(tiny_shards: Path) -> None:
     assert sorted(k for keys in runs[0] for k in keys) == sorted(k for b in in_process for k in b)
 
 
+def test_an_epoch_with_workers_is_one_pass_over_every_object(make_shards, tmp_path: Path) -> None:
+    """Workers holding fewer shards must not go round again while others still have unread
+    objects: with a known epoch length every object is seen exactly once per epoch."""
+    shards = make_shards(tmp_path / "shards", train_shards=(4, 4, 4), val_samples=0)
+    loader = _loader(shards, batch_size=2, shuffle_buffer=1, workers=2)
+    for epoch in range(2):
+        keys = [k for b in loader.epoch(epoch) for k in b.keys]
+        assert sorted(keys) == sorted(_stored(shards)), epoch
+
+
 def test_pipe_urls_stream(tiny_shards: Path) -> None:
     spec = f"pipe:cat {tiny_shards}/train-00000{{0,1}}.tar"
     loader = _loader(spec)

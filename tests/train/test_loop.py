@@ -170,3 +170,15 @@ def test_skipped_data_is_recorded_once(make_shards, tmp_path: Path) -> None:
     assert all(f["stage"] == "pretrain-data" for f in failures)
     assert len({(f["id"], f["reason"]) for f in failures}) == len(failures)  # no repeats
     assert all(r["cmid"] == 0.0 and r["loss"] == r["imid"] for r in _metrics(run))
+
+
+def test_resume_at_the_end_of_an_epoch_of_unknown_length(tiny_shards: Path, tmp_path: Path) -> None:
+    """Without a known epoch length, --max-steps stopping on an epoch's last batch leaves
+    last.pt at (epoch, batch = all of it); resuming must go on to the next epoch."""
+    spec = f"pipe:cat {tiny_shards}/train-00000{{0,1}}.tar"  # 12 objects: 3 batches a pass
+    config = PretrainConfig(**TINY, epochs=2)
+    run = tmp_path / "run"
+    pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 3}), spec, run)
+    assert load_checkpoint(run / "last.pt")["position"] == {"step": 3, "epoch": 0, "batch": 3}
+    summary = pretrain(config, spec, run, resume=True)
+    assert summary["steps"] == 6 and summary["epochs_completed"] == 2
