@@ -23,6 +23,9 @@ else
 fi
 
 "${PIP[@]}" install -q -e ".[dev]"
+# pyrender pins PyOpenGL 3.1.0, whose OSMesa binding lacks OSMesaCreateContextAttribs, so
+# `--backend osmesa` cannot start with it; 3.1.10 works with both EGL and OSMesa.
+"${PIP[@]}" install -q --no-deps "PyOpenGL==3.1.10"
 
 if ! "$VENV/bin/python" - <<'PY'
 import ctypes.util, sys
