@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -41,13 +41,30 @@ from xpt.train.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
-from xpt.train.config import MODEL_FIELDS, PretrainConfig, save_config
+from xpt.train.config import CONFIG_FILE, MODEL_FIELDS, PretrainConfig, save_config
 from xpt.train.data import Batch, LoaderConfig, ShardLoader, ShardSet, resolve_shards
 from xpt.train.losses import crosspoint_loss
 from xpt.train.models import build_image_encoder, build_point_encoder
 
 METRICS_FILE = "metrics.jsonl"
 POINT_AUGMENT = PointAugmentConfig()
+# Settings that fix the data order, the augmentations or the optimisation: changing one
+# on resume is allowed, but the run is then no exact continuation of the original.
+RESUME_EXACT_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "lr_schedule",
+    "points",
+    "image_size",
+    "loss",
+    "temperature",
+    "workers",
+    "seed",
+    "shuffle_buffer",
+    "samples_per_epoch",
+)
 
 
 class TrainingError(RuntimeError):
@@ -173,9 +190,36 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines past ``step`` (written after the checkpoint a run resumes from)."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # blank, or half-written by a run killed mid-write
     atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _non_finite(models: dict[str, nn.Module]) -> list[str]:
+    """Names of the parameters and buffers holding a NaN or an infinity."""
+    return [
+        f"{name}.{key}"
+        for name, model in models.items()
+        for key, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
+def _changed_settings(config: PretrainConfig, run_dir: Path, saved: dict[str, Any]) -> list[str]:
+    """``"name old -> new"`` for each :data:`RESUME_EXACT_FIELDS` setting that differs from
+    the run's config.json (else the checkpoint's config)."""
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    return [
+        f"{f} {saved.get(f)!r} -> {getattr(config, f)!r}"
+        for f in RESUME_EXACT_FIELDS
+        if saved.get(f) != getattr(config, f)
+    ]
 
 
 @dataclass
@@ -209,8 +253,9 @@ def pretrain(
 
     Raises :class:`TrainingError` when the run cannot start (no checkpoint to resume, a
     run already in ``run_dir``, model settings changed on resume, no readable data) or
-    must stop (a non-finite loss: nothing is saved for that step and ``last.pt`` stays the
-    last good checkpoint).
+    must stop (a non-finite loss, or non-finite weights or buffers when a checkpoint is
+    due: nothing is saved and ``last.pt`` stays the last good checkpoint). Resuming with
+    changed :data:`RESUME_EXACT_FIELDS` settings warns that the run is no exact continuation.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TrainingError(
@@ -280,6 +325,14 @@ def pretrain(
                     f"{f} {state['config'].get(f)!r} -> {getattr(config, f)!r}" for f in changed
                 )
             )
+        changed = _changed_settings(config, run_dir, state["config"])
+        if changed:
+            err.print(
+                "[yellow]warning[/yellow] resuming with changed settings: "
+                + ", ".join(changed)
+                + "; the run will not be an exact continuation of the original",
+                highlight=False,
+            )
         position = restore_checkpoint(
             state, models=models, optimizer=optimizer, scaler=scaler, generator=generator
         )
@@ -295,7 +348,23 @@ def pretrain(
     stopped = "done"
     started = time.perf_counter()
 
+    def stop_non_finite(what: str, epoch_done: int) -> NoReturn:
+        kept = (
+            f"the last good checkpoint is {last_path} (step {last_saved})"
+            if last_saved is not None
+            else "no checkpoint had been written yet"
+        )
+        raise TrainingError(f"{what} (epoch {epoch_done}); training stopped, {kept}")
+
     def checkpoint(path: Path) -> None:
+        bad = _non_finite(models)
+        if bad:
+            names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            # (After a completed epoch the position already points at the next one.)
+            stop_non_finite(
+                f"non-finite weights ({names}) after step {step}",
+                epoch + 1 if batch_index else epoch,
+            )
         state = make_checkpoint(
             models=models,
             optimizer=optimizer,
@@ -333,14 +402,8 @@ def pretrain(
                     )
                     values = {name: value.detach().item() for name, value in losses.items()}
                     if not math.isfinite(values["loss"]):
-                        kept = (
-                            f"the last good checkpoint is {last_path} (step {last_saved})"
-                            if last_saved is not None
-                            else "no checkpoint had been written yet"
-                        )
-                        raise TrainingError(
-                            f"non-finite loss ({values['loss']}) at step {step + 1} "
-                            f"(epoch {epoch + 1}); training stopped, {kept}"
+                        stop_non_finite(
+                            f"non-finite loss ({values['loss']}) at step {step + 1}", epoch + 1
                         )
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(losses["loss"]).backward()

@@ -182,3 +182,83 @@ def test_resume_at_the_end_of_an_epoch_of_unknown_length(tiny_shards: Path, tmp_
     assert load_checkpoint(run / "last.pt")["position"] == {"step": 3, "epoch": 0, "batch": 3}
     summary = pretrain(config, spec, run, resume=True)
     assert summary["steps"] == 6 and summary["epochs_completed"] == 2
+
+
+class _PoisonedAdam(torch.optim.Adam):
+    """Adam whose 4th step leaves a non-finite value in ``victim`` (a parameter or a
+    BatchNorm running statistic, set by the test) while the loss stays finite."""
+
+    victim: torch.Tensor
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self.steps = 0
+
+    def step(self, closure=None):
+        out = super().step(closure)
+        self.steps += 1
+        if self.steps == 4:
+            with torch.no_grad():
+                self.victim.view(-1)[0] = float("nan")
+        return out
+
+
+@pytest.mark.parametrize("target", ["parameter", "buffer"])
+def test_non_finite_weights_stop_and_keep_the_last_good_checkpoint(
+    tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    real_build = loop.build_models
+
+    def build(config):
+        point, image = real_build(config)
+        norm = next(m for m in point.modules() if isinstance(m, torch.nn.BatchNorm1d))
+        _PoisonedAdam.victim = norm.running_var if target == "buffer" else norm.weight
+        return point, image
+
+    monkeypatch.setattr(loop, "build_models", build)
+    monkeypatch.setattr(torch.optim, "Adam", _PoisonedAdam)
+    run = tmp_path / "run"
+    config = PretrainConfig(**TINY, epochs=2, checkpoint_every_steps=2)
+    # Steps 1-3 are good (last.pt at steps 2 and 3, the end of epoch 1); step 4 poisons.
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite weights \(point\..*\) after step 4 \(epoch 2\).*last.pt \(step 3\)",
+    ):
+        pretrain(config, tiny_shards, run)
+    state = load_checkpoint(run / "last.pt")
+    assert state["position"]["step"] == 3
+    for part in state["models"].values():
+        for value in part.values():
+            assert not value.is_floating_point() or bool(value.isfinite().all())
+
+
+def test_truncating_metrics_drops_a_half_written_line(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    rows = [json.dumps({"step": s, "loss": 1.0}) for s in (1, 2, 3)]
+    path.write_text("\n".join(rows) + "\n" + '{"step": 4, "lo')  # killed mid-write
+    loop._truncate_metrics(path, 2)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+def test_resume_with_changed_settings_warns_that_it_is_not_exact(
+    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    config = PretrainConfig(**TINY, epochs=2)
+    pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 2}), tiny_shards, run)
+    with (run / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 3, "epo')  # a kill mid-write must not block --resume
+    capsys.readouterr()
+
+    same = pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 3}), tiny_shards, run, True)
+    assert same["steps"] == 3
+    assert "not be an exact continuation" not in " ".join(capsys.readouterr().err.split())
+
+    changed = PretrainConfig(**{**config.to_dict(), "lr": 5e-4, "shuffle_buffer": 4})
+    summary = pretrain(changed, tiny_shards, run, resume=True)
+    said = " ".join(capsys.readouterr().err.split())
+    assert summary["steps"] == 6
+    assert "lr 0.001 -> 0.0005" in said and "shuffle_buffer 8 -> 4" in said
+    assert "not be an exact continuation" in said
+    assert "batch_size" not in said
+    assert [r["step"] for r in _metrics(run)] == list(range(1, 7))
