@@ -8,12 +8,14 @@ recorded as failed with reason "time limit", and a fresh worker takes its place.
 that dies (e.g. a crash inside a GL driver) costs only the object it was working on.
 
 Workers write each object folder themselves (atomically); the parent appends
-``render_manifest.jsonl`` and ``failures.jsonl``, so each file has a single writer.
+``render_manifest.jsonl`` and ``failures.jsonl``, so each file has a single writer. At the
+end of a run ``failures.jsonl`` is rewritten to list only the objects that are failed now.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import multiprocessing
 import os
@@ -35,6 +37,7 @@ from xpt.render.output import (
     read_manifest_keys,
 )
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
+from xpt.toolkit.fsio import atomic_write_text
 from xpt.toolkit.objects import MeshObject
 
 if TYPE_CHECKING:
@@ -213,12 +216,15 @@ class _Run:
         self.out, self.config, self.summary, self.bar = out, config, summary, bar
         self.failures = FailureLog(out / FAILURES_FILE)
         self.recorded = set(read_failures(self.failures.path))  # a re-run adds no duplicates
+        self.failed_now: set[Failure] = set()
+        self.complete: set[str] = set()  # keys of objects done or skipped in this run
 
     def fail(self, obj: MeshObject, stage: str, reason: str) -> None:
         failure = Failure(obj.key, obj.where, stage, reason)
         if failure not in self.recorded:
             self.failures.record(failure)
             self.recorded.add(failure)
+        self.failed_now.add(failure)
         self.summary.failed += 1
         self.summary.failures.append(asdict(failure))
         if self.bar is not None:
@@ -226,10 +232,28 @@ class _Run:
             self.bar.fail(f"{obj.display}{where}: {stage}: {reason}")
             self.bar.advance(ok=False)
 
+    def settle_failures(self) -> None:
+        """Rewrite ``failures.jsonl`` (atomically) to the objects that are failed now.
+
+        Lines of objects this run failed are replaced by this run's reasons, lines of
+        objects now complete are dropped, and lines of objects not in this run are kept.
+        """
+        if not self.failures.path.exists():
+            return
+        failed_ids = {f.id for f in self.failed_now}
+        kept = [
+            f
+            for f in dict.fromkeys([*read_failures(self.failures.path), *self.failed_now])
+            if f in self.failed_now or (f.id not in failed_ids and f.id not in self.complete)
+        ]
+        text = "".join(json.dumps(asdict(f), sort_keys=True) + "\n" for f in kept)
+        atomic_write_text(self.failures.path, text)
+
     def done(self, obj: MeshObject, info: dict) -> None:
         folder = object_dir(self.out, obj)
         entry = manifest_entry(obj, folder, self.out, info["views"], info["seconds"])
         append_manifest(self.out, entry)
+        self.complete.add(obj.key)
         self.summary.done += 1
         self.summary.views += info["views"]
         if self.bar is not None:
@@ -284,9 +308,11 @@ def render_objects(
         run = _Run(out, config, summary, bar if progress else None)
         for obj in duplicates:
             run.fail(obj, "source", "duplicate object: same category and model id as another")
+        run.complete.update(obj.key for obj in skipped)
         if pending:
             summary.workers = min(workers, len(pending))
             _drive(pending, run, summary.workers, job)
+        run.settle_failures()
     summary.seconds = time.perf_counter() - start
     summary.views_per_second = summary.views / summary.seconds if summary.seconds > 0 else 0.0
     return summary

@@ -44,7 +44,7 @@ LIGHTS = (
 
 
 class GeometryError(ValueError):
-    """A scene with nothing to render: no faces, non-finite vertices or zero size."""
+    """A scene with nothing to render: no faces or surface, non-finite vertices or zero size."""
 
 
 @dataclass
@@ -209,7 +209,8 @@ def mesh_part(mesh: trimesh.Trimesh, transform: np.ndarray) -> Part:
 def scene_parts(scene: trimesh.Scene | trimesh.Trimesh) -> tuple[list[Part], Normalization]:
     """All drawable parts of ``scene`` in the normalised frame, plain parts merged into one.
 
-    Raises :class:`GeometryError` for no faces, non-finite vertices or a zero-size box.
+    Raises :class:`GeometryError` for no faces, non-finite vertices, a zero-size box or
+    faces that all have zero area.
     """
     if isinstance(scene, trimesh.Trimesh):
         scene = trimesh.Scene([scene])
@@ -226,7 +227,16 @@ def scene_parts(scene: trimesh.Scene | trimesh.Trimesh) -> tuple[list[Part], Nor
             parts.append(mesh_part(mesh, to_frame @ np.asarray(transform, dtype=np.float64)))
     if not parts:
         raise GeometryError("no faces")
+    if not any(_has_area(part.positions) for part in parts):
+        raise GeometryError("no surface (all faces have zero area)")
     return merge_plain_parts(parts), norm
+
+
+def _has_area(positions: np.ndarray) -> bool:
+    """Whether any triangle of corner-unrolled ``positions`` (3F, 3) has a non-zero area."""
+    tri = positions.reshape(-1, 3, 3).astype(np.float64)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return bool((np.linalg.norm(cross, axis=1) > 0).any())
 
 
 def merge_plain_parts(parts: list[Part]) -> list[Part]:

@@ -141,8 +141,13 @@ def read_rendering_metadata(path: Path) -> list[dict[str, float]]:
     return cameras
 
 
-def read_views(folder: Path, max_views: int | None = None) -> tuple[list[np.ndarray], list[dict]]:
-    """The RGB views of one rendering folder (RGBA on white) and their camera dicts."""
+def read_views(
+    folder: Path, max_views: int | None = None
+) -> tuple[list[np.ndarray], list[dict], list[str]]:
+    """The RGB views of one rendering folder (RGBA on white), their camera dicts, warnings.
+
+    An unreadable ``rendering_metadata.txt`` is a warning: the views keep no angles.
+    """
     if not folder.is_dir():
         raise ViewError(f"{folder}: no rendering folder")
     files = sorted((p for p in folder.glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem))
@@ -150,10 +155,13 @@ def read_views(folder: Path, max_views: int | None = None) -> tuple[list[np.ndar
         raise ViewError(f"{folder}: no PNG views")
     files = files[:max_views] if max_views is not None else files
     metadata_path = folder / "rendering_metadata.txt"
+    warnings = []
     try:
         metadata = read_rendering_metadata(metadata_path) if metadata_path.is_file() else []
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         metadata = []
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        warnings.append(f"{metadata_path.name} unreadable, views kept without angles ({reason})")
     images = [read_rgb(path) for path in files]
     cameras = []
     for path, image in zip(files, images, strict=True):
@@ -166,7 +174,7 @@ def read_views(folder: Path, max_views: int | None = None) -> tuple[list[np.ndar
         if index < len(metadata):
             camera.update(metadata[index])
         cameras.append(camera)
-    return images, cameras
+    return images, cameras, warnings
 
 
 @dataclass
@@ -190,7 +198,7 @@ class CrossPointSampleMaker:
         seed = points_seed(self.seed, obj.key)
         points = subsample_points(norm.apply(raw), self.num_points, seed, self.sampler)
         try:
-            images, cameras = read_views(Path(obj.extra["rendering"]), self.max_views)
+            images, cameras, warnings = read_views(Path(obj.extra["rendering"]), self.max_views)
         except ViewError as error:
             raise SampleError("views", str(error)) from error
         meta = {
@@ -202,6 +210,7 @@ class CrossPointSampleMaker:
             "camera_frame": "3d-r2n2",
             "normalization": norm.to_json(),
             "up_axis": "+Y",
+            "warnings": warnings,
         }
         return Sample(obj.key, points, images, meta)
 

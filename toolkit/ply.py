@@ -150,8 +150,12 @@ def _read_binary(path: Path, body: bytes, header: PlyHeader) -> np.ndarray:
 def _read_ascii(path: Path, body: bytes, header: PlyHeader) -> np.ndarray:
     names = [name for name, _ in header.properties]
     columns = [names.index(axis) for axis in "xyz"]
-    lines = body.split(b"\n", header.vertex_count)
-    rows = [line for line in lines[: header.vertex_count] if line.strip()]
+    rows: list[bytes] = []
+    for line in body.split(b"\n"):
+        if line.strip():  # blank lines do not count as vertices
+            rows.append(line)
+            if len(rows) == header.vertex_count:
+                break
     if len(rows) < header.vertex_count:
         raise PlyError(
             path,

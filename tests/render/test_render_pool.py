@@ -209,3 +209,33 @@ def test_a_rerun_does_not_record_the_same_failure_twice(tmp_path: Path) -> None:
         summary = render_objects(objects, out, RenderConfig(views=1, size=16), progress=False)
         assert summary.failed == 1
     assert len(read_failures(out / "failures.jsonl")) == 1
+
+
+def test_a_mesh_without_surface_area_is_a_failure_not_blank_images(tmp_path: Path) -> None:
+    root = tmp_path / "ShapeNetCore.v2"
+    collinear = "v 0 0 0\nv 1 0 0\nv 2 0 0\nv 3 0 0\nf 1 2 3\nf 2 3 4\n"
+    _shapenet_model(root, "flat", collinear, None)
+    out = tmp_path / "renders"
+    summary = render_objects(open_source(root), out, RenderConfig(views=1, size=16))
+    assert (summary.done, summary.failed) == (0, 1)
+    (failure,) = read_failures(out / "failures.jsonl")
+    assert failure.stage == "load" and failure.reason == "no surface (all faces have zero area)"
+    assert not (out / SYNSET / "flat").exists()
+
+
+def test_failures_list_only_the_objects_failed_now(tmp_path: Path) -> None:
+    root = tmp_path / "ShapeNetCore.v2"
+    fixed = _shapenet_model(root, "fixed", "", None) / "model_normalized.obj"
+    _shapenet_model(root, "empty", "", None)
+    objects = open_source(root)
+    out = tmp_path / "renders"
+    config = RenderConfig(views=1, size=16)
+    assert render_objects(objects, out, config, progress=False).failed == 2
+    fixed.write_text(BOX_OBJ.replace("mtllib model_normalized.mtl\n", ""))
+    summary = render_objects(objects, out, config, progress=False)
+    assert (summary.done, summary.failed) == (1, 1)
+    failures = read_failures(out / "failures.jsonl")
+    assert [f.id.split("_")[-1] for f in failures] == ["empty"]
+    # A later run that only skips the repaired object keeps the still-failing one, once.
+    render_objects(objects, out, config, progress=False)
+    assert [f.id.split("_")[-1] for f in read_failures(out / "failures.jsonl")] == ["empty"]

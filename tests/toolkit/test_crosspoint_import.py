@@ -153,3 +153,28 @@ def test_import_through_the_command_line(release: Path, tmp_path: Path) -> None:
         app, ["shard", not_layout, "--format", "crosspoint", "--out", str(tmp_path / "x")]
     )
     assert bad.exit_code == 1 and "not the CrossPoint layout" in bad.output
+
+
+def test_unparsable_rendering_metadata_is_a_warning_not_a_silent_drop(
+    release: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from xpt.toolkit.cli import app
+
+    folder = release / "data" / "ShapeNetRendering" / PLANE / "aaa" / "rendering"
+    (folder / "rendering_metadata.txt").write_text("[30.0, 25.0, 0, 0.8, 25]\n")
+    out, report = tmp_path / "shards", tmp_path / "report.json"
+    args = ["shard", str(release), "--format", "crosspoint", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--points", "64", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    key = f"crosspoint_{PLANE}_aaa"
+    assert f"warning {key}" in " ".join(result.output.split())
+    assert "rendering_metadata.txt" in result.output
+    assert json.loads(report.read_text())["warnings"] == 1
+    samples = {s["__key__"]: s for s in iter_samples(out)}
+    meta = samples[key]["json"]  # the object still imports, its views without angles
+    assert len(meta["cameras"]) == 3 and "azimuth" not in meta["cameras"][0]
+    assert len(meta["warnings"]) == 1 and "rendering_metadata.txt" in meta["warnings"][0]
+    assert samples[f"crosspoint_{PLANE}_bbb"]["json"]["warnings"] == []
+    assert key not in {f.id for f in read_failures(out / "failures.jsonl")}

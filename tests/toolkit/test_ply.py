@@ -81,3 +81,11 @@ def test_malformed_files_raise_ply_error_naming_the_file(
 def test_missing_file_is_a_ply_error(tmp_path: Path) -> None:
     with pytest.raises(PlyError, match="cannot read"):
         read_ply_points(tmp_path / "absent.ply")
+
+
+def test_ascii_ply_with_blank_lines_between_vertices(tmp_path: Path) -> None:
+    path = tmp_path / "cloud.ply"
+    rows = [" ".join(repr(float(v)) for v in row) for row in POINTS.tolist()]
+    body = "\n" + rows[0] + "\n\n  \n" + rows[1] + "\r\n\n" + rows[2] + "\n"
+    path.write_bytes(_header("ascii", 3) + body.encode())
+    assert np.array_equal(read_ply_points(path), POINTS)

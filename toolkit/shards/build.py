@@ -44,6 +44,7 @@ from xpt.toolkit.shards.manifest import (
 )
 from xpt.toolkit.shards.schema import (
     IMAGE_FORMATS,
+    META,
     POINTS_DTYPES,
     SPLITS,
     Sample,
@@ -335,6 +336,7 @@ class BuildResult:
     resumed_shards: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # "key: warning" of samples written now
 
     @property
     def objects_per_second(self) -> float:
@@ -354,6 +356,7 @@ class BuildResult:
             "written now": self.written,
             "resumed shards": self.resumed_shards,
             "failed": self.manifest["failures"],
+            "warnings": len(self.warnings),
             "seconds": round(self.seconds, 3),
             "objects/s": round(self.objects_per_second, 3),
         }
@@ -425,6 +428,7 @@ def build_shards(
         if failure.id not in previous:
             log.record(failure)
     written_keys: set[str] = set()
+    warnings: list[str] = []
 
     def outstanding() -> list[Failure]:
         """Failures by id, less objects a later attempt wrote (duplicates always stay)."""
@@ -493,6 +497,9 @@ def build_shards(
                     views=meta_views,
                 )
                 written_keys.add(task.obj.key)
+                for warning in json.loads(result[META]).get("warnings", []):
+                    warnings.append(f"{task.obj.key}: {warning}")
+                    bar.note(f"[yellow]warning[/yellow] {warnings[-1]}")
                 bar.advance()
         for writer in writers.values():
             writer.close()
@@ -514,6 +521,7 @@ def build_shards(
         resumed_shards=sum(len(kept[split]) for split in SPLITS),
         seconds=time.perf_counter() - started,
         failures=final_failures,
+        warnings=warnings,
     )
 
 
