@@ -284,6 +284,16 @@ def arc(
     return points
 
 
+def _revolve(profile: np.ndarray, sides: int) -> np.ndarray:
+    """Rings (k, sides, 3) sweeping each (radius, y) row of ``profile`` (k, 2) about +Y."""
+    unit = circle(1.0, n=sides)
+    rings = np.empty((len(profile), sides, 3))
+    rings[:, :, 0] = profile[:, 0, None] * unit[None, :, 0]
+    rings[:, :, 1] = profile[:, 1, None]
+    rings[:, :, 2] = profile[:, 0, None] * unit[None, :, 1]
+    return rings
+
+
 def lathe(profile: np.ndarray, sides: int = 24, sharp: bool = True) -> Piece:
     """Revolve a profile (k, 2) of ``(radius, height)`` pairs about the +Y axis.
 
@@ -291,11 +301,7 @@ def lathe(profile: np.ndarray, sides: int = 24, sharp: bool = True) -> Piece:
     of a vessel and back down the inside gives a solid, thick-walled vessel.
     """
     profile = np.asarray(profile, dtype=np.float64)
-    unit = circle(1.0, n=sides)
-    rings = np.empty((len(profile), sides, 3))
-    rings[:, :, 0] = profile[:, 0, None] * unit[None, :, 0]
-    rings[:, :, 1] = profile[:, 1, None]
-    rings[:, :, 2] = profile[:, 0, None] * unit[None, :, 1]
+    rings = _revolve(profile, sides)
     start = np.array([0.0, profile[0, 1], 0.0])
     end = np.array([0.0, profile[-1, 1], 0.0])
     return loft(rings, sharp=sharp, start=start, end=end)
@@ -322,11 +328,7 @@ def lathe_loop(profile: np.ndarray, sides: int = 24) -> Piece:
     The result has torus topology: a lamp shade open at both ends, a ring, a rim.
     """
     profile = np.asarray(profile, dtype=np.float64)
-    unit = circle(1.0, n=sides)
-    rings = np.empty((len(profile), sides, 3))
-    rings[:, :, 0] = profile[:, 0, None] * unit[None, :, 0]
-    rings[:, :, 1] = profile[:, 1, None]
-    rings[:, :, 2] = profile[:, 0, None] * unit[None, :, 1]
+    rings = _revolve(profile, sides)
     return _orient(rings.reshape(-1, 3), _loop_faces(len(profile), sides))
 
 
