@@ -43,13 +43,14 @@ def _root(
     """Cross-modal self-supervised 3D learning (CrossPoint)."""
 
 
+# In pipeline order, which is the order `xpt --help` lists them in.
 app.command("synth")(synth.synth)
-app.command("demo")(demo.demo)
+app.command("render")(render.render)
 app.command("shard")(shard.shard)
 app.command("verify")(verify.verify)
 app.command("inspect")(inspect.inspect)
-app.command("render")(render.render)
 app.command("pretrain")(pretrain.pretrain)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -18,10 +18,11 @@ def demo(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes for render and shard.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for every stage.")] = 0,
 ) -> None:
-    """Run synth → render → shard → inspect on a small procedural set (CPU, a few minutes).
+    """Run synth → render → shard → inspect → pretrain on a small procedural set (CPU, minutes).
 
     Outputs land in OUT: meshes/, renders/ (+ renders-preview.png), shards/
-    (+ shards-preview.png). Run it again to resume; finished stages are skipped.
+    (+ shards-preview.png), pretrain/ (checkpoints, metrics.jsonl). Run it again to
+    resume; finished stages are skipped.
     """
     from xpt.toolkit.demo import DemoConfig, run_demo
 
