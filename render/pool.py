@@ -212,9 +212,11 @@ class _Worker:
 class _Run:
     """The parent's bookkeeping for one call of :func:`render_objects`."""
 
-    def __init__(self, out: Path, config: RenderConfig, summary: RenderSummary, bar: object):
+    def __init__(
+        self, out: Path, config: RenderConfig, summary: RenderSummary, bar: object, failures: str
+    ):
         self.out, self.config, self.summary, self.bar = out, config, summary, bar
-        self.failures = FailureLog(out / FAILURES_FILE)
+        self.failures = FailureLog(out / failures)
         self.recorded = set(read_failures(self.failures.path))  # a re-run adds no duplicates
         self.failed_now: set[Failure] = set()
         self.complete: set[str] = set()  # keys of objects done or skipped in this run
@@ -270,12 +272,14 @@ def render_objects(
     workers: int = 1,
     progress: bool = True,
     job: str = DEFAULT_JOB,
+    failures_file: str = FAILURES_FILE,
 ) -> RenderSummary:
     """Render ``objects`` into ``out``; returns the run's summary.
 
     Objects whose folder is already complete (same settings) are skipped; failures go to
-    ``<out>/failures.jsonl`` and never stop the run. ``job`` ("module:function") is what a
-    worker does per object, ``render_job`` unless a caller needs otherwise. Raises
+    ``<out>/<failures_file>`` (``failures.jsonl``) and never stop the run. ``job``
+    ("module:function") is what a worker does per object, ``render_job`` unless a caller
+    needs otherwise. Raises
     :class:`RenderError` when no worker can open a GL context.
     """
     from xpt.toolkit.console import RunProgress
@@ -305,7 +309,7 @@ def render_objects(
             append_manifest(out, manifest_entry(obj, folder, out, config.num_views, 0.0))
     start = time.perf_counter()
     with RunProgress("render", total=len(pending) + len(duplicates), unit="obj") as bar:
-        run = _Run(out, config, summary, bar if progress else None)
+        run = _Run(out, config, summary, bar if progress else None, failures_file)
         for obj in duplicates:
             run.fail(obj, "source", "duplicate object: same category and model id as another")
         run.complete.update(obj.key for obj in skipped)
@@ -389,6 +393,18 @@ def _service(worker: _Worker, run: _Run, renderers: list[str]) -> bool:
     return True
 
 
+def part_failures_file(index: int, count: int) -> str:
+    """``failures.jsonl``, or ``failures-part-III-of-NNN.jsonl`` for one part of a job array.
+
+    Parts of a job array render into one folder at the same time; each keeps its own
+    failure record so that no part ever rewrites another's (the file is rewritten at the
+    end of a run to list only the objects that are failed now).
+    """
+    if count == 1:
+        return FAILURES_FILE
+    return f"failures-part-{index:03d}-of-{count:03d}.jsonl"
+
+
 def run_render(
     source: str | Path,
     out: str | Path,
@@ -418,7 +434,14 @@ def run_render(
         source, categories=categories, limit=limit, per_category=per_category, seed=source_seed
     )
     objects = list(select_part(objects, index, count))
-    summary = render_objects(objects, out, config, workers=workers, progress=progress)
+    summary = render_objects(
+        objects,
+        out,
+        config,
+        workers=workers,
+        progress=progress,
+        failures_file=part_failures_file(index, count),
+    )
     if preview is not None:
         write_preview(preview, out, objects, config)
     return summary

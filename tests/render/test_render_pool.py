@@ -12,7 +12,7 @@ from PIL import Image
 from xpt.render.cameras import read_metadata
 from xpt.render.config import RenderConfig
 from xpt.render.output import RENDER_MANIFEST, is_complete, object_dir
-from xpt.render.pool import render_objects
+from xpt.render.pool import render_objects, run_render
 from xpt.toolkit.failures import read_failures
 from xpt.toolkit.objects import MeshObject
 from xpt.toolkit.sources import open_source
@@ -239,3 +239,20 @@ def test_failures_list_only_the_objects_failed_now(tmp_path: Path) -> None:
     # A later run that only skips the repaired object keeps the still-failing one, once.
     render_objects(objects, out, config, progress=False)
     assert [f.id.split("_")[-1] for f in read_failures(out / "failures.jsonl")] == ["empty"]
+
+
+def test_parts_of_a_job_array_keep_separate_failure_records(tmp_path: Path) -> None:
+    root = tmp_path / "ShapeNetCore.v2"
+    for name in ("empty0", "empty1", "empty2", "empty3"):
+        _shapenet_model(root, name, "", None)
+    out = tmp_path / "renders"
+    config = RenderConfig(views=1, size=16)
+    failed = {}
+    for index in range(2):
+        summary = run_render(root, out, config, part=f"{index}/2", progress=False)
+        failed[index] = {f["id"] for f in summary.failures}
+    assert not (out / "failures.jsonl").exists()
+    for index in range(2):
+        record = read_failures(out / f"failures-part-{index:03d}-of-002.jsonl")
+        assert {f.id for f in record} == failed[index]
+    assert len(failed[0] | failed[1]) == 4 and not failed[0] & failed[1]

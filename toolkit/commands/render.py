@@ -57,7 +57,11 @@ def render(
     ] = True,
     workers: Annotated[int, typer.Option(help="Worker processes (one GL context each).")] = 1,
     part: Annotated[
-        str | None, typer.Option(help="Render only part i of n ('i/n'), for job arrays.")
+        str | None,
+        typer.Option(
+            help="Render only part i of n ('i/n'), for job arrays; its failures go to "
+            "failures-part-III-of-NNN.jsonl."
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Only the first N objects of the source.")
