@@ -36,6 +36,10 @@ from xpt.toolkit.seeding import derive_seed, rng, stable_fraction
 SHAPES_PER_FILE = 2048  # as in modelnet40_ply_hdf5_2048
 SPLITS = ("train", "test")
 STAGE = "eval-set"
+# The layout's names: h5 datasets and the files beside them.
+DATA, LABEL, NORMAL = "data", "label", "normal"
+SHAPE_NAMES = "shape_names.txt"
+RECORD = "eval_set.json"
 
 
 @dataclass
@@ -94,19 +98,85 @@ def split_objects(
     return result
 
 
-def _write_h5(path: Path, data: np.ndarray, label: np.ndarray, normal: np.ndarray) -> None:
+def h5_name(split: str, index: int) -> str:
+    """``ply_data_<split><index>.h5``, as modelnet40_ply_hdf5_2048 names its files."""
+    return f"ply_data_{split}{index}.h5"
+
+
+def id2file_name(split: str, index: int) -> str:
+    """``ply_data_<split>_<index>_id2file.json``: the object name of every shape of a file."""
+    return f"ply_data_{split}_{index}_id2file.json"
+
+
+def file_list_name(split: str) -> str:
+    """``<split>_files.txt``: the h5 files of a split, one a line."""
+    return f"{split}_files.txt"
+
+
+@dataclass
+class SplitArrays:
+    """One split before writing: points (n, P, 3), labels (n,), names (n,), optional normals."""
+
+    points: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    normals: np.ndarray | None = None
+
+
+def _write_h5(path: Path, arrays: dict[str, np.ndarray]) -> None:
     import h5py
 
     tmp = path.with_name(TMP_PREFIX + path.name)
     try:
         with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("data", data=data.astype(np.float32))
-            handle.create_dataset("label", data=label.astype(np.uint8))
-            handle.create_dataset("normal", data=normal.astype(np.float32))
+            for name, values in arrays.items():
+                handle.create_dataset(name, data=values)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_h5_set(
+    out: str | os.PathLike,
+    splits: dict[str, SplitArrays],
+    shape_names: Sequence[str],
+    record: dict,
+    shapes_per_file: int = SHAPES_PER_FILE,
+) -> dict[str, list[str]]:
+    """Write labelled splits to ``out`` in the layout of the module doc; returns the h5
+    file names per split. ``record`` becomes ``eval_set.json``. Files of an earlier,
+    larger set in the same folder are removed."""
+    if len(shape_names) > 256:
+        raise ValueError(f"{len(shape_names)} categories do not fit uint8 labels")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[str]] = {}
+    for split, arrays in splits.items():
+        count = len(arrays.labels)
+        files[split] = []
+        for index, start in enumerate(range(0, max(count, 1), shapes_per_file)):
+            rows = slice(start, start + shapes_per_file)
+            datasets = {
+                DATA: np.asarray(arrays.points[rows], dtype=np.float32),
+                LABEL: np.asarray(arrays.labels[rows], dtype=np.uint8).reshape(-1, 1),
+            }
+            if arrays.normals is not None:
+                datasets[NORMAL] = np.asarray(arrays.normals[rows], dtype=np.float32)
+            _write_h5(out / h5_name(split, index), datasets)
+            atomic_write_json(out / id2file_name(split, index), list(arrays.names[rows]))
+            files[split].append(h5_name(split, index))
+    written = {n for names in files.values() for n in names}
+    written |= {id2file_name(s, i) for s, names in files.items() for i in range(len(names))}
+    for stale in out.glob("ply_data_*"):
+        if stale.name not in written:
+            stale.unlink()
+    atomic_write_text(out / SHAPE_NAMES, "".join(f"{name}\n" for name in shape_names))
+    for split, names in files.items():
+        lines = "".join(f"data/{out.name}/{name}\n" for name in names)
+        atomic_write_text(out / file_list_name(split), lines)
+    atomic_write_json(out / RECORD, record)
+    return files
 
 
 def write_eval_set(
@@ -135,12 +205,9 @@ def write_eval_set(
     recorded = {f.id for f in read_failures(log.path) if f.stage == STAGE}
     objects = procedural_objects(per_category, seed, categories, eval=True)
     shape_names = list(dict.fromkeys(obj.category_name for obj in objects))
-    if len(shape_names) > 256:
-        raise ValueError(f"{len(shape_names)} categories do not fit uint8 labels")
     splits = split_objects(objects, test_fraction, seed)
     failures: list[Failure] = []
-    files: dict[str, list[str]] = {}
-    counts: dict[str, int] = {}
+    arrays: dict[str, SplitArrays] = {}
     with RunProgress("eval set", total=len(objects), unit="obj") as bar:
         for split in SPLITS:
             clouds, normals, labels, names = [], [], [], []
@@ -164,45 +231,29 @@ def write_eval_set(
                 labels.append(shape_names.index(obj.category_name))
                 names.append(f"{obj.category_name}/{obj.model_id}")
                 bar.advance()
-            counts[split] = len(clouds)
-            files[split] = []
-            for index, start in enumerate(range(0, max(len(clouds), 1), shapes_per_file)):
-                stop = start + shapes_per_file
-                name = f"ply_data_{split}{index}.h5"
-                _write_h5(
-                    out / name,
-                    np.stack(clouds[start:stop]) if clouds else np.zeros((0, num_points, 3)),
-                    np.asarray(labels[start:stop], dtype=np.uint8).reshape(-1, 1),
-                    np.stack(normals[start:stop]) if normals else np.zeros((0, num_points, 3)),
-                )
-                atomic_write_json(out / f"ply_data_{split}_{index}_id2file.json", names[start:stop])
-                files[split].append(name)
-    written = {n for names in files.values() for n in names}
-    written |= {f"ply_data_{s}_{i}_id2file.json" for s in SPLITS for i in range(len(files[s]))}
-    for stale in out.glob("ply_data_*"):
-        if stale.name not in written:
-            stale.unlink()  # left by an earlier, larger run into the same folder
-    atomic_write_text(out / "shape_names.txt", "".join(f"{name}\n" for name in shape_names))
-    for split in SPLITS:
-        lines = "".join(f"data/{out.name}/{name}\n" for name in files[split])
-        atomic_write_text(out / f"{split}_files.txt", lines)
+            empty = np.zeros((0, num_points, 3), dtype=np.float32)
+            arrays[split] = SplitArrays(
+                np.stack(clouds) if clouds else empty,
+                np.asarray(labels, dtype=np.int64),
+                names,
+                np.stack(normals) if normals else empty,
+            )
+    counts = {split: len(a.labels) for split, a in arrays.items()}
     eval_only = _eval_only_categories()
-    atomic_write_json(
-        out / "eval_set.json",
-        {
-            "source": "procedural-eval",
-            "seed": seed,
-            "per_category": per_category,
-            "num_points": num_points,
-            "test_fraction": test_fraction,
-            "sampler": sampler,
-            "shape_names": shape_names,
-            "eval_only_categories": [c for c in shape_names if c in eval_only],
-            "counts": counts,
-            "failures": len(failures),
-            "xpt_version": __version__,
-        },
-    )
+    record = {
+        "source": "procedural-eval",
+        "seed": seed,
+        "per_category": per_category,
+        "num_points": num_points,
+        "test_fraction": test_fraction,
+        "sampler": sampler,
+        "shape_names": shape_names,
+        "eval_only_categories": [c for c in shape_names if c in eval_only],
+        "counts": counts,
+        "failures": len(failures),
+        "xpt_version": __version__,
+    }
+    files = write_h5_set(out, arrays, shape_names, record, shapes_per_file)
     return EvalSetResult(out, shape_names, counts, files, failures)
 
 
@@ -212,14 +263,37 @@ def _eval_only_categories() -> set[str]:
     return set(EVAL_ONLY_CATEGORIES)
 
 
+def split_files(out: str | os.PathLike, split: str) -> list[Path]:
+    """The h5 files of ``split`` in ``out``, in order.
+
+    ``<split>_files.txt`` is read when present; its lines are paths relative to wherever
+    the files were packed (``data/modelnet40_ply_hdf5_2048/ply_data_train0.h5``), so only
+    their file names are used, resolved in ``out``. Without a list, the files matching
+    ``ply_data_<split><n>.h5`` are taken in the order of ``n``.
+    """
+    out = Path(out)
+    listing = out / file_list_name(split)
+    if listing.is_file():
+        return [
+            out / Path(line.strip()).name
+            for line in listing.read_text().splitlines()
+            if line.strip()
+        ]
+    numbered = []
+    for path in out.glob(f"ply_data_{split}*.h5"):
+        digits = path.stem[len(f"ply_data_{split}") :]
+        if digits.isdigit():
+            numbered.append((int(digits), path))
+    return [path for _, path in sorted(numbered)]
+
+
 def read_h5_split(out: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """All ``data`` and ``label`` of one split, in file order (for tests and benchmarks)."""
+    """All ``data`` and ``label`` of one split, in file order (for tests)."""
     import h5py
 
-    out = Path(out)
     datas, labels = [], []
-    for line in (out / f"{split}_files.txt").read_text().split():
-        with h5py.File(out / Path(line).name, "r") as handle:
-            datas.append(handle["data"][:])
-            labels.append(handle["label"][:])
+    for path in split_files(out, split):
+        with h5py.File(path, "r") as handle:
+            datas.append(handle[DATA][:])
+            labels.append(handle[LABEL][:])
     return np.concatenate(datas), np.concatenate(labels)
