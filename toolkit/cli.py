@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from xpt import __version__
-from xpt.toolkit.commands import demo, inspect, pretrain, render, shard, synth, verify
+from xpt.toolkit.commands import benchmark, demo, inspect, pretrain, render, shard, synth, verify
 
 app = typer.Typer(
     name="xpt",
@@ -50,6 +50,7 @@ app.command("shard")(shard.shard)
 app.command("verify")(verify.verify)
 app.command("inspect")(inspect.inspect)
 app.command("pretrain")(pretrain.pretrain)
+app.command("benchmark")(benchmark.benchmark)
 app.command("demo")(demo.demo)
 
 

@@ -28,6 +28,14 @@ def synth(
             "from pretraining, eval-only categories included.",
         ),
     ] = False,
+    scan: Annotated[
+        bool,
+        typer.Option(
+            "--scan",
+            help="With --eval: write procedural-scan instead (partial, cluttered, noisy scans "
+            "from rendered depth; OUT/upright and OUT/rotated in the h5 layout; no meshes).",
+        ),
+    ] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
@@ -41,6 +49,14 @@ def synth(
     names = None
     if categories is not None:
         names = tuple(name.strip() for name in categories.split(",") if name.strip())
+    if scan:
+        if not eval_set:
+            err.print(
+                "[red]error[/red] --scan writes an evaluation set: add --eval", highlight=False
+            )
+            raise typer.Exit(code=1)
+        _synth_scan(out, per_category, seed, names, json_path)
+        return
     config = SynthConfig(out, per_category, names, seed, eval_set)
     try:
         result = synthesize(config)
@@ -62,3 +78,29 @@ def synth(
         where = escape(str(out / "failures.jsonl"))
         err.print(f"[red]{result.failed} objects failed[/red]; see {where}", highlight=False)
     write_json_report(json_path, report)
+
+
+def _synth_scan(
+    out: Path, per_category: int, seed: int, names: tuple[str, ...] | None, json_path: Path | None
+) -> None:
+    """``xpt synth --eval --scan``: the procedural-scan set, both variants."""
+    from rich.markup import escape
+
+    from xpt.benchmarks.scanset import write_scan_set
+    from xpt.render.gl import RenderError
+    from xpt.toolkit.console import err, print_table, write_json_report
+
+    try:
+        counts = write_scan_set(
+            out, per_category, seed, categories=None if names is None else list(names)
+        )
+    except (ValueError, RenderError) as error:
+        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(code=1) from error
+    rows = [
+        {"variant": variant, **split_counts, "folder": str(out / variant)}
+        for variant, split_counts in counts.items()
+    ]
+    if str(json_path) != "-":
+        print_table("procedural-scan (modelnet40_ply_hdf5_2048 layout)", rows)
+    write_json_report(json_path, {"out": str(out), "variants": rows})

@@ -1,0 +1,325 @@
+"""Frozen point encoders and their global features, cached on disk.
+
+An encoder comes from an xpt pretraining checkpoint (``last.pt``, ``best.pt``,
+``epoch_XXX.pt``), from a state dict saved by the CrossPoint release (recognised by its
+key names), or is a seeded random initialisation of the same architecture: the baseline
+every report shows. Features are ``forward_features`` (the global feature before the
+projection head) in eval mode under ``torch.inference_mode``, in batches, on the GPU when
+there is one. They are cached as ``.npz`` files named by a hash of (encoder, dataset
+fingerprint, split, points, k), so a second run with the same inputs computes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from xpt.benchmarks.protocols import PointsSpec
+from xpt.toolkit.fsio import atomic_write_bytes
+from xpt.toolkit.memory import retain_freed_memory
+from xpt.toolkit.sampling import subsample_points
+from xpt.toolkit.seeding import derive_seed
+
+FEATURE_CACHE_VERSION = 1
+REFERENCE_K = 15  # the release's pretraining setting; its state dicts do not record k
+
+
+class EncoderError(ValueError):
+    """A file that does not hold a usable point encoder; the message names it."""
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Where an encoder's weights come from and its architecture.
+
+    ``kind``: "checkpoint" (xpt), "reference" (a CrossPoint release state dict) or
+    "random-init". ``sha256`` of the file for loaded encoders, ``init_seed`` for random ones.
+    ``selected_on``: the split a ``best.pt`` was chosen on ("val" or "test"), if it was.
+    """
+
+    kind: str
+    backbone: str
+    k: int
+    emb_dims: int
+    path: str | None = None
+    sha256: str | None = None
+    init_seed: int | None = None
+    step: int | None = None
+    selected_on: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "random-init":
+            return f"random init (seed {self.init_seed})"
+        name = Path(self.path or "").name
+        return f"{name} (step {self.step})" if self.step is not None else name
+
+    @property
+    def cache_id(self) -> str:
+        if self.kind == "random-init":
+            return f"random-{self.backbone}-k{self.k}-e{self.emb_dims}-s{self.init_seed}"
+        return f"{self.kind}-{self.sha256}-k{self.k}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "label": self.label}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _state_dict_of(loaded: object) -> Mapping[str, Tensor] | None:
+    """A flat name -> tensor mapping in ``loaded``, unwrapping one level of
+    ``{"state_dict"|"model_state_dict"|"model": ...}`` as training scripts often save."""
+    if isinstance(loaded, Mapping):
+        if loaded and all(isinstance(v, Tensor) for v in loaded.values()):
+            return loaded
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = loaded.get(key)
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, Tensor) for v in inner.values())
+            ):
+                return inner
+    return None
+
+
+def load_point_encoder(
+    path: str | os.PathLike, *, k: int | None = None
+) -> tuple[nn.Module, EncoderInfo]:
+    """The point encoder stored in ``path``, in eval mode, with its :class:`EncoderInfo`.
+
+    ``k`` overrides DGCNN's neighbour count (required knowledge for reference state dicts,
+    which do not record it; :data:`REFERENCE_K` by default).
+    """
+    from xpt.train.checkpoint import FORMAT, CheckpointError, load_checkpoint
+    from xpt.train.models import build_point_encoder
+    from xpt.train.models.checkpoint import strip_module_prefix
+    from xpt.train.models.dgcnn import load_reference_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"{path}: no such checkpoint file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for files it cannot read
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EncoderError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    sha = file_sha256(path)
+    if isinstance(loaded, Mapping) and loaded.get("format") == FORMAT:
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise EncoderError(str(exc)) from None
+        config = state["config"]
+        backbone, emb_dims = config["backbone"], config["emb_dims"]
+        own_k = config["k"] if k is None else k
+        model = build_point_encoder(
+            backbone, k=own_k, emb_dims=emb_dims, proj_dim=config["proj_dim"]
+        )
+        try:
+            model.load_state_dict(state["models"]["point"])
+        except (RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise EncoderError(
+                f"{path}: point encoder does not match its config: {first}"
+            ) from None
+        selection = state.get("selection") or {}
+        info = EncoderInfo(
+            "checkpoint",
+            backbone,
+            own_k,
+            emb_dims,
+            str(path),
+            sha,
+            step=state["position"]["step"],
+            selected_on=selection.get("split"),
+        )
+        return model.eval(), info
+    weights = _state_dict_of(loaded)
+    if weights is None:
+        raise EncoderError(f"{path}: neither an xpt checkpoint nor a state dict of tensors")
+    weights = strip_module_prefix(weights)
+    if "conv5.0.weight" not in weights:
+        raise EncoderError(
+            f"{path}: a state dict, but not a CrossPoint DGCNN one (no conv5.0.weight; "
+            f"first keys: {', '.join(list(weights)[:3])})"
+        )
+    emb_dims = int(weights["conv5.0.weight"].shape[0])
+    own_k = REFERENCE_K if k is None else k
+    proj = weights.get("inv_head.3.weight")
+    model = build_point_encoder(
+        "dgcnn",
+        k=own_k,
+        emb_dims=emb_dims,
+        proj_dim=int(proj.shape[0]) if proj is not None else 256,
+    )
+    try:
+        load_reference_state_dict(model, {n: t.float() for n, t in weights.items()})
+    except ValueError as exc:
+        raise EncoderError(f"{path}: {exc}") from None
+    return model.eval(), EncoderInfo("reference", "dgcnn", own_k, emb_dims, str(path), sha)
+
+
+def random_point_encoder(
+    backbone: str, *, k: int = 15, emb_dims: int = 1024, seed: int = 0
+) -> tuple[nn.Module, EncoderInfo]:
+    """An untrained encoder of the given architecture, initialised from ``seed`` alone
+    (global RNG state is left as it was), in eval mode."""
+    from xpt.train.models import build_point_encoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "random-init"))
+        model = build_point_encoder(backbone, k=k, emb_dims=emb_dims)
+    return model.eval(), EncoderInfo("random-init", backbone, k, emb_dims, init_seed=seed)
+
+
+def with_k(model: nn.Module, info: EncoderInfo, k: int) -> tuple[nn.Module, EncoderInfo]:
+    """The same weights with DGCNN's neighbour count set to ``k`` (PointNet: unchanged).
+
+    EdgeConv weights do not depend on k, which is how the release's few-shot script
+    evaluates a k=15 checkpoint with k=5.
+    """
+    if info.backbone != "dgcnn" or info.k == k:
+        return model, info
+    model = copy.deepcopy(model)
+    model.k = k
+    for layer in (model.conv1, model.conv2, model.conv3, model.conv4):
+        layer.k = k
+    return model, EncoderInfo(**{**asdict(info), "k": k})
+
+
+def select_points(points: np.ndarray, spec: PointsSpec, seed: int = 0) -> np.ndarray:
+    """(n, P, 3) -> (n, count, 3) float32 as ``spec`` says (the first ``count`` points, or
+    a per-cloud seeded ``fps``/``random`` subset). Asking for more points than stored is
+    an error for "first" (the release never pads)."""
+    points = np.asarray(points, dtype=np.float32)
+    if spec.count is None or spec.count == points.shape[1] and spec.resample == "first":
+        return points
+    if spec.resample == "first":
+        if spec.count > points.shape[1]:
+            raise ValueError(
+                f"asked for the first {spec.count} points of clouds of {points.shape[1]}"
+            )
+        return np.ascontiguousarray(points[:, : spec.count])
+    sampler = "fps" if spec.resample == "fps" else "uniform"
+    return np.stack(
+        [
+            subsample_points(cloud, spec.count, derive_seed(seed, "eval-points", i), sampler)
+            for i, cloud in enumerate(points)
+        ]
+    )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def extract_features(
+    model: nn.Module,
+    points: np.ndarray,
+    *,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+    description: str = "features",
+) -> np.ndarray:
+    """Global features (n, feature_dim) float32 of clouds (n, N, 3) with a frozen encoder.
+
+    Large activations are served from the heap and reused batch after batch
+    (:func:`~xpt.toolkit.memory.retain_freed_memory`): 2x the objects/s on CPU."""
+    from xpt.toolkit.console import RunProgress
+
+    device = device or default_device()
+    model = model.to(device).eval()
+    chunks = []
+    with (
+        torch.inference_mode(),
+        retain_freed_memory(),
+        RunProgress(description, total=len(points), unit="obj") as bar,
+    ):
+        for start in range(0, len(points), batch_size):
+            # (a copy: evaluation arrays are read-only, torch wants writable memory)
+            batch = torch.from_numpy(np.array(points[start : start + batch_size], dtype=np.float32))
+            chunks.append(model.forward_features(batch.to(device)).float().cpu().numpy())
+            bar.advance(n=len(batch))
+    if not chunks:
+        return np.zeros((0, getattr(model, "feature_dim", 0)), dtype=np.float32)
+    return np.concatenate(chunks)
+
+
+class FeatureCache:
+    """``.npz`` feature files in ``folder`` named by a hash of what determines them.
+    ``folder`` None disables caching."""
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = None if folder is None else Path(folder)
+
+    @staticmethod
+    def key(parts: Mapping[str, object]) -> str:
+        text = json.dumps({"version": FEATURE_CACHE_VERSION, **parts}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return stored["features"]
+        except (OSError, ValueError, KeyError):
+            return None  # absent, or damaged: recompute and overwrite
+
+    def put(self, key: str, features: np.ndarray, meta: Mapping[str, object]) -> None:
+        if self.folder is None:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, features=features, meta=np.array(json.dumps(meta, sort_keys=True)))
+        atomic_write_bytes(self.folder / f"{key}.npz", buffer.getvalue())
+
+
+def encoder_features(
+    model: nn.Module,
+    info: EncoderInfo,
+    points: np.ndarray,
+    *,
+    fingerprint: str,
+    split: str,
+    spec: PointsSpec,
+    seed: int,
+    cache: FeatureCache,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Features of one split, from ``cache`` when present, else computed and stored."""
+    parts = {
+        "encoder": info.cache_id,
+        "dataset": fingerprint,
+        "split": split,
+        "points": asdict(spec),
+        "seed": seed if spec.resample != "first" else None,
+    }
+    key = FeatureCache.key(parts)
+    cached = cache.get(key)
+    if cached is not None and cached.shape[0] == len(points):
+        return cached
+    chosen = select_points(points, spec, seed)
+    features = extract_features(
+        model, chosen, batch_size=batch_size, device=device, description=f"{info.label} {split}"
+    )
+    cache.put(key, features, parts)
+    return features
