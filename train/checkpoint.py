@@ -11,6 +11,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
     rng         {"torch": CPU state, "cuda": [per-device states], "augment": generator state}
     config      the PretrainConfig as a dict
     metrics     the last step's loss values
+    selection   (``best.pt`` only) how it was chosen: {"by", "split", "dataset", "epoch",
+                "accuracy"}; "split" is "val" or, replaying the release, "test"
 
 Python's ``random`` and numpy's global generators are not used by training, so they are
 not stored; the data pipeline's position is ``position`` (its randomness is derived from
@@ -33,6 +35,7 @@ from xpt.toolkit.fsio import TMP_PREFIX
 FORMAT = "xpt-pretrain"
 FORMAT_VERSION = 1
 LAST = "last.pt"
+BEST = "best.pt"
 
 
 class CheckpointError(ValueError):
@@ -106,9 +109,10 @@ def make_checkpoint(
     generator: torch.Generator,
     config: dict[str, Any],
     metrics: dict[str, float],
+    selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the checkpoint dict (see the module docstring)."""
-    return {
+    state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "xpt_version": __version__,
@@ -121,6 +125,9 @@ def make_checkpoint(
         "config": dict(config),
         "metrics": dict(metrics),
     }
+    if selection is not None:
+        state["selection"] = dict(selection)
+    return state
 
 
 def restore_checkpoint(

@@ -25,6 +25,7 @@ LOSSES = ("both", "imid", "cmid")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("release", "epoch", "step")
+PROBE_SPLITS = ("val", "test")
 
 # Fields that fix the shapes of the saved models: a resumed run must keep them.
 MODEL_FIELDS = ("backbone", "image_encoder", "k", "emb_dims", "proj_dim")
@@ -40,6 +41,9 @@ class PretrainConfig:
     "epoch" trains epoch e at the value of e; "step" anneals per optimiser step.
     ``amp``: "auto" is bf16 where the GPU supports it, else fp16 with a GradScaler; AMP
     is CUDA-only (off on CPU). ``samples_per_epoch`` overrides the manifest's count.
+    ``probe`` names an evaluation dataset (``xpt benchmark --dataset``) for the per-epoch
+    linear probe (``xpt.benchmarks.probe``) every ``probe_every`` epochs; ``probe_split``
+    "val" holds out part of its train split, "test" replays the release's selection on test.
     """
 
     backbone: str = "dgcnn"
@@ -66,6 +70,13 @@ class PretrainConfig:
     checkpoint_every_steps: int = 500
     checkpoint_every_epochs: int = 10
     log_every_steps: int = 50
+    probe: str | None = None
+    probe_data: str | None = None
+    probe_variant: str | None = None
+    probe_per_category: int | None = None
+    probe_every: int = 1
+    probe_split: str = "val"
+    probe_points: int = 1024
 
     def __post_init__(self) -> None:
         choices = {
@@ -75,6 +86,7 @@ class PretrainConfig:
             "amp": AMP_MODES,
             "device": DEVICES,
             "lr_schedule": LR_SCHEDULES,
+            "probe_split": PROBE_SPLITS,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -93,11 +105,13 @@ class PretrainConfig:
             "checkpoint_every_steps",
             "checkpoint_every_epochs",
             "log_every_steps",
+            "probe_every",
+            "probe_points",
         )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("samples_per_epoch", "max_steps"):
+        for name in ("samples_per_epoch", "max_steps", "probe_per_category"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
         if self.workers < 0:

@@ -8,9 +8,10 @@ IMID + CMID (``xpt.train.losses.crosspoint_loss``) with Adam.
 
 Outputs in RUN_DIR: ``config.json``, ``metrics.jsonl`` (one line per step),
 ``last.pt`` (every ``checkpoint_every_steps`` steps and after every epoch),
-``epoch_XXX.pt`` (every ``checkpoint_every_epochs`` epochs) and ``failures.jsonl``
-(samples or shards the pipeline skipped). ``resume=True`` continues from ``last.pt``
-exactly: same data order, augmentations and learning rates as an uninterrupted run.
+``epoch_XXX.pt`` (every ``checkpoint_every_epochs`` epochs), ``best.pt`` (with a probe:
+the epoch of the best probe accuracy, a line per probe in ``metrics.jsonl``) and
+``failures.jsonl`` (samples or shards the pipeline skipped). ``resume=True`` continues from
+``last.pt`` exactly: same data order, augmentations and learning rates as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -34,6 +35,7 @@ from xpt.toolkit.fsio import atomic_write_text
 from xpt.toolkit.seeding import derive_seed
 from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_images, augment_points
 from xpt.train.checkpoint import (
+    BEST,
     LAST,
     epoch_checkpoint_name,
     load_checkpoint,
@@ -186,6 +188,18 @@ class _FailureSink:
             err.print(f"[red]skipped[/red] {failure.line()}", highlight=False)
 
 
+def _best_probe(path: Path) -> tuple[float, int] | None:
+    """(accuracy, epoch) of the best probe line in ``metrics.jsonl`` (earliest on ties)."""
+    best = None
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                row = json.loads(line)
+                if "probe_accuracy" in row and (best is None or row["probe_accuracy"] > best[0]):
+                    best = (float(row["probe_accuracy"]), int(row["epoch"]))
+    return best
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines past ``step`` (written after the checkpoint a run resumes from)."""
     if not path.exists():
@@ -248,8 +262,14 @@ def pretrain(
     shards: ShardSet | str | os.PathLike | Sequence[str | os.PathLike],
     run_dir: str | os.PathLike,
     resume: bool = False,
+    probe: Callable[[nn.Module], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Pretrain CrossPoint on ``shards``; returns a summary dict.
+
+    ``probe`` (e.g. :class:`xpt.benchmarks.probe.LinearProbe`) is called with the point
+    encoder after every ``config.probe_every``-th completed epoch and returns
+    ``{"probe_accuracy", ...}``; the line goes to ``metrics.jsonl`` and the best epoch is
+    kept as ``best.pt`` (its ``selection`` says on which split it was chosen).
 
     Raises :class:`TrainingError` when the run cannot start (no checkpoint to resume, a
     run already in ``run_dir``, model settings changed on resume, no readable data) or
@@ -356,7 +376,7 @@ def pretrain(
         )
         raise TrainingError(f"{what} (epoch {epoch_done}); training stopped, {kept}")
 
-    def checkpoint(path: Path) -> None:
+    def checkpoint(path: Path, selection: dict[str, Any] | None = None) -> None:
         bad = _non_finite(models)
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
@@ -374,8 +394,46 @@ def pretrain(
             generator=generator,
             config=config.to_dict(),
             metrics=last_values,
+            selection=selection,
         )
         save_checkpoint(state, path)
+
+    best = _best_probe(run_dir / METRICS_FILE)
+
+    def run_probe(epochs_done: int) -> None:
+        nonlocal best
+        assert probe is not None
+        result = probe(point_model)
+        accuracy = result["probe_accuracy"]
+        record = {"step": step, "epoch": epochs_done, **result}
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        improved = best is None or accuracy > best[0]
+        where = (
+            "the TEST split (release behaviour)"
+            if result.get("probe_split") == "test"
+            else (f"the {result.get('probe_split', 'val')} split")
+        )
+        err.print(
+            f"epoch {epochs_done} probe: linear accuracy {100 * accuracy:.1f} % on {where} of "
+            f"{result.get('probe_dataset', 'the probe set')}, C={result.get('probe_C', 0):g}"
+            + (
+                f"; best so far -> {BEST}"
+                if improved
+                else f" (best {100 * best[0]:.1f} %, epoch {best[1]})"
+            ),
+            highlight=False,
+        )
+        if improved:
+            best = (accuracy, epochs_done)
+            selection = {
+                "by": "probe_accuracy",
+                "split": result.get("probe_split"),
+                "dataset": result.get("probe_dataset"),
+                "epoch": epochs_done,
+                "accuracy": accuracy,
+            }
+            checkpoint(run_dir / BEST, selection)
 
     def at_max_steps() -> bool:
         return config.max_steps is not None and step >= config.max_steps
@@ -456,6 +514,10 @@ def pretrain(
                         f"{steps_per_epoch} batches (too few readable samples)"
                     )
                 epoch, batch_index = epoch + 1, 0
+                if probe is not None and (
+                    epoch % config.probe_every == 0 or epoch == config.epochs
+                ):
+                    run_probe(epoch)  # before last.pt: a run killed here re-probes on resume
             checkpoint(last_path)
             last_saved = step
             if complete and epoch % config.checkpoint_every_epochs == 0:
@@ -475,4 +537,7 @@ def pretrain(
         "elapsed_s": time.perf_counter() - started,
         "data_failures": len(sink.seen),
         "last_checkpoint": str(last_path) if last_path.exists() else None,
+        "best_checkpoint": str(run_dir / BEST) if best is not None else None,
+        "probe_best_accuracy": best[0] if best is not None else None,
+        "probe_best_epoch": best[1] if best is not None else None,
     }

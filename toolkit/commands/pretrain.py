@@ -38,6 +38,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class ProbeSplit(str, Enum):
+    val = "val"
+    test = "test"
+
+
 class Schedule(str, Enum):
     release = "release"
     epoch = "epoch"
@@ -107,6 +112,33 @@ def pretrain(
         bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed. (default: 0)")] = None,
+    probe: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluation dataset for a linear probe after each epoch (as xpt benchmark "
+            "--dataset: procedural, procedural-scan, modelnet40, scanobjectnn, shards); "
+            "keeps best.pt."
+        ),
+    ] = None,
+    probe_data: Annotated[
+        Path | None, typer.Option(help="The probe dataset's folder (as xpt benchmark --data).")
+    ] = None,
+    probe_variant: Annotated[
+        str | None, typer.Option(help="The probe dataset's variant (as xpt benchmark --variant).")
+    ] = None,
+    probe_per_category: Annotated[
+        int | None, typer.Option(help="Objects per category of a generated procedural probe set.")
+    ] = None,
+    probe_every: Annotated[
+        int | None, typer.Option(help="Probe every E epochs (and after the last). (default: 1)")
+    ] = None,
+    probe_split: Annotated[
+        ProbeSplit | None,
+        typer.Option(
+            help="val: score on a stratified 20 % of the probe set's train split (leakage-free). "
+            "test: the release's selection on the test split, labelled as such. (default: val)"
+        ),
+    ] = None,
     device: Annotated[Device | None, typer.Option(help="Training device. (default: auto)")] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
@@ -120,6 +152,8 @@ def pretrain(
     """
     from dataclasses import replace
 
+    from xpt.benchmarks.datasets import DatasetError
+    from xpt.benchmarks.probe import build_probe
     from xpt.toolkit.console import err, print_table, write_json_report
     from xpt.train.checkpoint import CheckpointError
     from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
@@ -148,6 +182,12 @@ def pretrain(
         "checkpoint_every_epochs": checkpoint_every_epochs,
         "seed": seed,
         "device": device,
+        "probe": probe,
+        "probe_data": None if probe_data is None else str(probe_data),
+        "probe_variant": probe_variant,
+        "probe_per_category": probe_per_category,
+        "probe_every": probe_every,
+        "probe_split": probe_split,
     }
     overrides = {k: v.value if isinstance(v, Enum) else v for k, v in overrides.items()}
     try:
@@ -155,8 +195,8 @@ def pretrain(
         if resume and (out / CONFIG_FILE).exists():
             base = replace(load_config(out / CONFIG_FILE), max_steps=None)
         config = resolve_config(base, config_file, overrides)
-        summary = run_pretrain(config, shards, out, resume=resume)
-    except (ValueError, TrainingError, CheckpointError, ShardSpecError) as error:
+        summary = run_pretrain(config, shards, out, resume=resume, probe=build_probe(config))
+    except (ValueError, TrainingError, CheckpointError, ShardSpecError, DatasetError) as error:
         err.print(f"[red]error[/red] {error}", highlight=False)
         raise typer.Exit(code=1) from error
     print_table("xpt pretrain", summary)
