@@ -23,7 +23,9 @@ def test_xpt_episodes_take_support_from_train_and_queries_from_test() -> None:
         assert len(set(episode.support)) == 50 and len(set(episode.query)) == 100
         assert set(train_y[episode.support]) == set(episode.classes)
         assert set(test_y[episode.query]) == set(episode.classes)
-        assert np.bincount(train_y[episode.support], minlength=8)[episode.classes].tolist() == [10] * 5
+        assert (
+            np.bincount(train_y[episode.support], minlength=8)[episode.classes].tolist() == [10] * 5
+        )
 
 
 def test_release_episodes_draw_both_from_train_without_sharing_an_object() -> None:

@@ -47,6 +47,7 @@ def test_crosspoint_protocol_equals_scikit_learn_called_directly() -> None:
         ours = evaluate_linear(train_x, train_y, test_x, test_y, card.linear, num_classes=5)
         direct = SVC(kernel="linear", C=C).fit(train_x, train_y).predict(test_x)
         assert ours.accuracy == np.mean(direct == test_y)
+        assert np.array_equal(ours.per_class, per_class_accuracy(test_y, direct, 5), equal_nan=True)
         assert ours.C == C and ours.cv_accuracy == {} and ours.cv_folds == 0
     assert CROSSPOINT.linear.C == 0.1 and not CROSSPOINT.linear.standardize
     assert CROSSPOINT.linear.points.count == 1024 and CROSSPOINT.linear.points.resample == "first"

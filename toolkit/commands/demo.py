@@ -12,18 +12,38 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for every output of the demo.")] = Path(
         "demo-out"
     ),
-    per_category: Annotated[
-        int, typer.Option("--per-category", min=1, help="Procedural objects per category.")
-    ] = 3,
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast", help="Toy sizes (about a minute): checks the chain, proves nothing."
+        ),
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes for render and shard.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for every stage.")] = 0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write demo.json's content here.")
+    ] = None,
 ) -> None:
-    """Run synth → render → shard → inspect → pretrain on a small procedural set (CPU, minutes).
+    """Run synth → render → shard → eval set → pretrain (with probe) → benchmark on CPU.
 
     Outputs land in OUT: meshes/, renders/ (+ renders-preview.png), shards/
-    (+ shards-preview.png), pretrain/ (checkpoints, metrics.jsonl). Run it again to
-    resume; finished stages are skipped.
+    (+ shards-preview.png), eval-scan/ (the procedural-scan evaluation set), pretrain/
+    (checkpoints, best.pt, metrics.jsonl), benchmark.json, benchmark-*.png and demo.json
+    (pretrained vs random init). Run it again to resume; finished stages are skipped.
     """
-    from xpt.toolkit.demo import DemoConfig, run_demo
+    from rich.markup import escape
 
-    run_demo(DemoConfig(out, per_category, seed, workers))
+    from xpt.benchmarks.datasets import DatasetError
+    from xpt.benchmarks.features import EncoderError
+    from xpt.toolkit.console import err
+    from xpt.toolkit.demo import DemoConfig, run_demo
+    from xpt.train.loop import TrainingError
+
+    config = (
+        DemoConfig.fast(out, seed, workers) if fast else DemoConfig(out, seed=seed, workers=workers)
+    )
+    try:
+        run_demo(config, json_path)
+    except (DatasetError, EncoderError, TrainingError, ValueError) as error:
+        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(code=1) from None
