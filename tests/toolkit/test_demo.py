@@ -26,7 +26,8 @@ def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
         assert stage in said
     summary = json.loads((out / "demo.json").read_text())
     assert summary["protocol"] == "xpt" and summary["settings"]["epochs"] == 1
-    assert list(summary["seconds"]) == ["synth", "render", "shard", "scan", "pretrain", "benchmark"]
+    stages = {"synth", "render", "shard", "scan", "pretrain", "benchmark"}
+    assert set(summary["seconds"]) == stages  # (demo.json keys are sorted)
     for variant in ("upright", "rotated"):
         for row in ("pretrained", "random_init", "hand_crafted"):
             assert 0.0 <= summary[row]["linear_accuracy"][variant] <= 1.0
