@@ -236,15 +236,9 @@ def write_plots(path: Path, report: BenchmarkReport) -> list[Path]:
     written = []
     for target, result in zip(plot_paths(path, report), report.results, strict=True):
         panels = [
-            (
-                row.name
-                if row.name != "random init"
-                else f"random init ({row.encoders[0]['label']})",
-                row.test_features,
-                result.test_labels,
-            )
+            (f"{row.name}: {row.encoders[0]['label']}", row.test_features, result.test_labels)
             for row in result.rows
-            if row.name != "hand-crafted" and row.test_features is not None
+            if row.encoders and row.test_features is not None
         ]
         per_class = {
             row.name: row.linear_summary()["per_class"] for row in result.rows if row.linear

@@ -23,6 +23,7 @@ Layout (``xpt synth --eval --scan OUT``)::
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -205,6 +206,10 @@ def write_scan_set(
     from xpt.toolkit.console import RunProgress
     from xpt.toolkit.procedural import objects as procedural_objects
 
+    if per_category < 2:
+        raise ValueError(
+            f"per_category must be >= 2 (a train and a test object), got {per_category}"
+        )
     out = Path(out)
     objects = procedural_objects(per_category, seed, categories, eval=True)
     shape_names = list(dict.fromkeys(obj.category_name for obj in objects))
@@ -234,6 +239,9 @@ def write_scan_set(
                     failures += 1
                     continue
                 bar.advance()
+    empty = [split for split, items in scans.items() if not items]
+    if empty:
+        raise ValueError(f"{out}: no object could be scanned for the {empty[0]} split")
     counts: dict[str, dict[str, int]] = {}
     for variant in VARIANTS:
         arrays = {}
@@ -261,3 +269,33 @@ def write_scan_set(
         }
         write_h5_set(out / variant, arrays, shape_names, record)
     return counts
+
+
+def write_scan_preview(
+    out: str | os.PathLike, path: str | os.PathLike, *, categories: int = 8, scans: int = 4
+) -> Path:
+    """A contact sheet of the set written in ``out``: per category (the first
+    ``categories``), ``scans`` upright training scans and the first one rotated."""
+    from PIL import Image
+
+    from xpt.toolkit.contact_sheet import contact_sheet
+    from xpt.toolkit.evalset import read_h5_split
+    from xpt.toolkit.fsio import atomic_write_bytes
+    from xpt.toolkit.shards.inspect import point_scatter
+
+    out = Path(out)
+    upright, labels = read_h5_split(out / "upright", "train")
+    rotated, _ = read_h5_split(out / "rotated", "train")
+    names = (out / "upright" / "shape_names.txt").read_text().split()
+    rows, row_labels = [], []
+    for label, name in enumerate(names[:categories]):
+        members = np.flatnonzero(labels.reshape(-1) == label)[:scans]
+        if not len(members):
+            continue
+        cells = [point_scatter(upright[i]) for i in members]
+        cells.append(point_scatter(rotated[members[0]]))
+        rows.append([Image.fromarray(cell) for cell in cells])
+        row_labels.append(f"{name} (last: rotated)")
+    buffer = io.BytesIO()
+    contact_sheet(rows, row_labels, 128).save(buffer, "PNG")
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -151,7 +151,7 @@ def shard_stage(config: DemoConfig) -> None:
 def scan_stage(config: DemoConfig) -> None:
     """The evaluation set: partial, cluttered scans of unseen procedural objects."""
     from xpt.benchmarks.datasets import SCAN_VARIANTS
-    from xpt.benchmarks.scanset import write_scan_set
+    from xpt.benchmarks.scanset import write_scan_preview, write_scan_set
     from xpt.toolkit.evalset import RECORD
 
     _stage(
@@ -163,6 +163,8 @@ def scan_stage(config: DemoConfig) -> None:
         print_table("procedural-scan", [{"variant": v, **c} for v, c in counts.items()])
     else:
         out.print(f"already written: {config.scans}")
+    preview = write_scan_preview(config.scans, config.out / "scan-preview.png")
+    out.print(f"scans per category (upright, then one rotated): {preview}")
 
 
 def pretrain_config(config: DemoConfig) -> PretrainConfig:

@@ -125,9 +125,15 @@ def test_scans_are_deterministic_for_a_seed(scans: Path, tmp_path: Path) -> None
         ],
     )
     assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    assert Image.open(again / "preview.png").size[0] > 4 * 128  # 3 upright + 1 rotated
     for variant in ("upright", "rotated"):
         a = load_procedural_scan(scans, variant=variant)
         b = load_procedural_scan(again, variant=variant)
         assert np.array_equal(a.train.points, b.train.points) and a.fingerprint == b.fingerprint
     refused = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--scan"])
     assert refused.exit_code == 1 and "add --eval" in refused.output
+    too_few = ["synth", str(tmp_path / "y"), "--eval", "--scan", "--per-category", "1"]
+    refused = CliRunner().invoke(app, too_few)
+    assert refused.exit_code == 1 and "per_category must be >= 2" in refused.output

@@ -43,6 +43,7 @@ def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert selection["label"].startswith("best.pt") and selection["selected_on"] == "val"
     assert (out / "benchmark-procedural-scan-upright.png").stat().st_size > 10_000
     assert (out / "pretrain" / "best.pt").exists() and (out / "renders-preview.png").exists()
+    assert (out / "scan-preview.png").stat().st_size > 5_000
 
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--fast", "--workers", "1"])
     assert again.exit_code == 0, again.output

@@ -216,6 +216,8 @@ def benchmark(
         report = run_benchmark(config)
     except (DatasetError, EncoderError, ValueError) as error:
         raise fail(str(error)) from None
+    except OSError as error:  # e.g. a cache folder that cannot be written
+        raise fail(f"{error.filename or cache_dir}: {error.strerror}") from None
     if json_path != "-":
         print_report(report)
     try:

@@ -33,7 +33,8 @@ def synth(
         typer.Option(
             "--scan",
             help="With --eval: write procedural-scan instead (partial, cluttered, noisy scans "
-            "from rendered depth; OUT/upright and OUT/rotated in the h5 layout; no meshes).",
+            "from rendered depth; OUT/upright and OUT/rotated in the h5 layout, "
+            "OUT/preview.png; no meshes).",
         ),
     ] = False,
     json_path: Annotated[
@@ -86,7 +87,7 @@ def _synth_scan(
     """``xpt synth --eval --scan``: the procedural-scan set, both variants."""
     from rich.markup import escape
 
-    from xpt.benchmarks.scanset import write_scan_set
+    from xpt.benchmarks.scanset import write_scan_preview, write_scan_set
     from xpt.render.gl import RenderError
     from xpt.toolkit.console import err, print_table, write_json_report
 
@@ -94,8 +95,13 @@ def _synth_scan(
         counts = write_scan_set(
             out, per_category, seed, categories=None if names is None else list(names)
         )
+        preview = write_scan_preview(out, out / "preview.png")
     except (ValueError, RenderError) as error:
         err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(code=1) from error
+    except OSError as error:
+        where = error.filename or out
+        err.print(f"[red]error[/red] {escape(f'{where}: {error.strerror}')}", highlight=False)
         raise typer.Exit(code=1) from error
     rows = [
         {"variant": variant, **split_counts, "folder": str(out / variant)}
@@ -103,4 +109,5 @@ def _synth_scan(
     ]
     if str(json_path) != "-":
         print_table("procedural-scan (modelnet40_ply_hdf5_2048 layout)", rows)
+        err.print(f"preview: {escape(str(preview))}", highlight=False)
     write_json_report(json_path, {"out": str(out), "variants": rows})
