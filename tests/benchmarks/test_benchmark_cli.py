@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -20,40 +19,10 @@ CLASSES = ("sphere", "box", "ring", "rod")
 POINTS = 64
 
 
-def _cloud(kind: str, rng: np.random.Generator) -> np.ndarray:
-    if kind == "sphere":
-        p = rng.normal(size=(POINTS, 3))
-        p /= np.linalg.norm(p, axis=1, keepdims=True)
-    elif kind == "box":
-        p = rng.uniform(-1, 1, size=(POINTS, 3)) * [0.6, 0.3, 0.5]
-    elif kind == "ring":
-        t = rng.uniform(0, 2 * np.pi, POINTS)
-        p = np.stack([np.cos(t), 0.05 * rng.normal(size=POINTS), np.sin(t)], axis=1)
-    else:
-        thin = 0.05 * rng.normal(size=(POINTS, 2))
-        p = np.stack([thin[:, 0], rng.uniform(-1, 1, POINTS), thin[:, 1]], axis=1)
-    p = p * rng.uniform(0.7, 1.0) - p.mean(axis=0)
-    return (p / np.linalg.norm(p, axis=1).max()).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
-def modelnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """modelnet40_ply_hdf5_2048 as its authors packed it: uint8 (n, 1) labels, file lists."""
+def modelnet(tmp_path_factory: pytest.TempPathFactory, write_modelnet_h5) -> Path:
     folder = tmp_path_factory.mktemp("data") / "modelnet40_ply_hdf5_2048"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 12), ("test", 6)):
-        labels = np.repeat(np.arange(len(CLASSES)), per_class)
-        rng.shuffle(labels)
-        data = np.stack([_cloud(CLASSES[label], rng) for label in labels])
-        with h5py.File(folder / f"ply_data_{split}0.h5", "w") as handle:
-            handle.create_dataset("data", data=data)
-            handle.create_dataset("label", data=labels.astype(np.uint8).reshape(-1, 1))
-        (folder / f"{split}_files.txt").write_text(
-            f"data/modelnet40_ply_hdf5_2048/ply_data_{split}0.h5\n"
-        )
-    (folder / "shape_names.txt").write_text("".join(f"{name}\n" for name in CLASSES))
-    return folder
+    return write_modelnet_h5(folder, CLASSES, {"train": 12, "test": 6}, points=POINTS)
 
 
 def _invoke(*args: object):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -35,30 +34,11 @@ TINY = dict(
 )
 
 
-def _cloud(family: str, rng: np.random.Generator, n: int = 64) -> np.ndarray:
-    if family == "sphere":
-        p = rng.normal(size=(n, 3))
-    elif family == "box":
-        p = rng.uniform(-1, 1, size=(n, 3)) * [0.5, 0.3, 0.4]
-    else:
-        t = rng.uniform(0, 2 * np.pi, n)
-        p = np.stack([np.cos(t), 0.1 * rng.normal(size=n), np.sin(t)], axis=1)
-    return (p / np.linalg.norm(p, axis=1).max()).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
-def eval_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A modelnet40_ply_hdf5_2048-layout folder of the three families, written with h5py."""
+def eval_set(tmp_path_factory: pytest.TempPathFactory, write_modelnet_h5) -> Path:
+    """A modelnet40_ply_hdf5_2048 folder of the tiny shards' three families."""
     folder = tmp_path_factory.mktemp("probe") / "modelnet40_ply_hdf5_2048"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 10), ("test", 5)):
-        labels = np.repeat(np.arange(3), per_class)
-        with h5py.File(folder / f"ply_data_{split}0.h5", "w") as handle:
-            handle["data"] = np.stack([_cloud(FAMILIES[i], rng) for i in labels])
-            handle["label"] = labels.astype(np.uint8)[:, None]
-    (folder / "shape_names.txt").write_text("\n".join(FAMILIES) + "\n")
-    return folder
+    return write_modelnet_h5(folder, FAMILIES, {"train": 10, "test": 5})
 
 
 def test_the_holdout_is_stratified_seeded_and_inside_train() -> None:

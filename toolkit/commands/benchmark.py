@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from xpt.toolkit.commands.pretrain import Backbone
+
 
 class Dataset(str, Enum):
     procedural = "procedural"
@@ -20,11 +22,6 @@ class Dataset(str, Enum):
 class Protocol(str, Enum):
     xpt = "xpt"
     crosspoint = "crosspoint"
-
-
-class Backbone(str, Enum):
-    dgcnn = "dgcnn"
-    pointnet = "pointnet"
 
 
 class Resample(str, Enum):
