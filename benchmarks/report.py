@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from xpt import __version__
-from xpt.benchmarks.run import BenchmarkReport, DatasetResult, RowResult
+from xpt.benchmarks.run import PRETRAINED, RANDOM_INIT, BenchmarkReport, DatasetResult, RowResult
 
 DASH = "–"
 
@@ -104,9 +104,9 @@ def variant_rows(results: list[DatasetResult]) -> list[dict[str, str]]:
 def margin_line(result: DatasetResult) -> str | None:
     """``pretrained − random init`` in linear OA, with the random-init spread beside it."""
     rows = {row.name: row.linear_summary() for row in result.rows}
-    if not rows.get("pretrained") or not rows.get("random init"):
+    if not rows.get(PRETRAINED) or not rows.get(RANDOM_INIT):
         return None
-    ours, base = rows["pretrained"]["accuracy"], rows["random init"]["accuracy"]
+    ours, base = rows[PRETRAINED]["accuracy"], rows[RANDOM_INIT]["accuracy"]
     margin = 100 * (ours["mean"] - base["mean"])
     best_random = 100 * max(base["runs"])
     return (

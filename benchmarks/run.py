@@ -34,7 +34,8 @@ from xpt.benchmarks.linear import LinearResult, evaluate_linear
 from xpt.benchmarks.protocols import XPT, PointsSpec, ProtocolCard
 
 TASKS = ("linear", "fewshot")
-ROWS = ("pretrained", "random init", "hand-crafted")
+# The rows of every report, in order (also the names in --json).
+PRETRAINED, RANDOM_INIT, HAND_CRAFTED = ROWS = ("pretrained", "random init", "hand-crafted")
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def _descriptor_row(dataset: EvalDataset, config: BenchmarkConfig) -> RowResult:
     from xpt.benchmarks.descriptors import DescriptorConfig, descriptor_names
 
     dims = len(descriptor_names(DescriptorConfig()))
-    row = RowResult("hand-crafted", f"D2 + height/radial histograms + PCA extents ({dims}-d)", [])
+    row = RowResult(HAND_CRAFTED, f"D2 + height/radial histograms + PCA extents ({dims}-d)", [])
 
     def features_for(task: str, seed: int):
         return _descriptor_pair(dataset, _task_points(config.protocol, task), seed)
@@ -330,14 +331,12 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkReport:
         rows = []
         if pretrained is not None:
             rows.append(
-                _encoder_row(
-                    "pretrained", pretrained[1].label, [pretrained], dataset, config, cache
-                )
+                _encoder_row(PRETRAINED, pretrained[1].label, [pretrained], dataset, config, cache)
             )
         seeds = ", ".join(str(info.init_seed) for _, info in randoms)
         rows.append(
             _encoder_row(
-                "random init",
+                RANDOM_INIT,
                 f"{len(randoms)} inits (seeds {seeds})",
                 randoms,
                 dataset,

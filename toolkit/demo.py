@@ -22,7 +22,7 @@ from xpt.toolkit.fsio import atomic_write_json
 if TYPE_CHECKING:
     from xpt.train.config import PretrainConfig
 
-# Report rows (xpt.benchmarks.run.ROWS) -> demo.json keys.
+# demo.json's key for each report row (xpt.benchmarks.run.ROWS).
 ROWS = {"pretrained": "pretrained", "random init": "random_init", "hand-crafted": "hand_crafted"}
 
 
