@@ -30,7 +30,8 @@ from xpt.toolkit.memory import retain_freed_memory
 from xpt.toolkit.sampling import subsample_points
 from xpt.toolkit.seeding import derive_seed
 
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2
+BN_STATS = ("checkpoint", "train")
 REFERENCE_K = 15  # the release's pretraining setting; its state dicts do not record k
 
 
@@ -292,34 +293,84 @@ class FeatureCache:
         atomic_write_bytes(self.folder / f"{key}.npz", buffer.getvalue())
 
 
-def encoder_features(
+def recalibrate_batchnorm(
     model: nn.Module,
-    info: EncoderInfo,
     points: np.ndarray,
     *,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm running statistics are re-estimated on ``points``
+    (n, N, 3): one pass in train mode without gradients, cumulative averages over the
+    batches (momentum None), then eval mode. No label and no weight is touched.
+
+    An encoder's stored statistics describe whatever it last saw in train mode: identity
+    for a random initialisation, augmented pretraining clouds for a checkpoint. Estimating
+    every encoder's statistics on the same unlabelled evaluation clouds makes a comparison
+    of encoders a comparison of their weights.
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    device = device or default_device()
+    model = copy.deepcopy(model).to(device)
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad(), retain_freed_memory():
+        for start in range(0, len(points), batch_size):
+            chunk = np.array(points[start : start + batch_size], dtype=np.float32)
+            model.forward_features(torch.from_numpy(chunk).to(device))
+    return model.eval()
+
+
+def encoder_feature_pair(
+    model: nn.Module,
+    info: EncoderInfo,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
     fingerprint: str,
-    split: str,
     spec: PointsSpec,
     seed: int,
     cache: FeatureCache,
+    bn_stats: str = "checkpoint",
     batch_size: int = 16,
     device: torch.device | None = None,
-) -> np.ndarray:
-    """Features of one split, from ``cache`` when present, else computed and stored."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of a dataset's train (n, P, 3) and test clouds, from ``cache`` when present.
+
+    ``bn_stats`` "checkpoint" uses the encoder as stored; "train" first re-estimates its
+    BatchNorm statistics on the train clouds (:func:`recalibrate_batchnorm`), once.
+    """
+    if bn_stats not in BN_STATS:
+        raise ValueError(f"bn_stats must be one of {', '.join(BN_STATS)}, got {bn_stats!r}")
     parts = {
         "encoder": info.cache_id,
         "dataset": fingerprint,
-        "split": split,
         "points": asdict(spec),
         "seed": seed if spec.resample != "first" else None,
+        "bn_stats": bn_stats,
     }
-    key = FeatureCache.key(parts)
-    cached = cache.get(key)
-    if cached is not None and cached.shape[0] == len(points):
-        return cached
-    chosen = select_points(points, spec, seed)
-    features = extract_features(
-        model, chosen, batch_size=batch_size, device=device, description=f"{info.label} {split}"
-    )
-    cache.put(key, features, parts)
-    return features
+    splits = {"train": train, "test": test}
+    keys = {split: FeatureCache.key({**parts, "split": split}) for split in splits}
+    result = {}
+    for split, points in splits.items():
+        cached = cache.get(keys[split])
+        if cached is not None and cached.shape[0] == len(points):
+            result[split] = cached
+    missing = [split for split in splits if split not in result]
+    if missing:
+        chosen = {split: select_points(splits[split], spec, seed) for split in splits}
+        if bn_stats == "train":
+            model = recalibrate_batchnorm(
+                model, chosen["train"], batch_size=batch_size, device=device
+            )
+        for split in missing:
+            result[split] = extract_features(
+                model, chosen[split], batch_size=batch_size, device=device,
+                description=f"{info.label} {split}",
+            )  # fmt: skip
+            cache.put(keys[split], result[split], {**parts, "split": split})
+    return result["train"], result["test"]

@@ -1,6 +1,7 @@
 """The per-epoch linear probe of ``xpt pretrain --probe``: model selection without the test set.
 
-Each probe fits the ``xpt`` linear protocol (standardised features, C by cross-validation)
+Each probe fits the ``xpt`` protocol (BatchNorm statistics re-estimated on the fit clouds,
+on a copy of the encoder; standardised features; C by cross-validation)
 on part of an evaluation set's *train* split and scores it on a held-out, stratified,
 seeded validation part of that same train split, so ``best.pt`` is chosen without ever
 looking at test objects. ``split="test"`` replays the release instead (fit on train,
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xpt.benchmarks.datasets import EvalDataset
-from xpt.benchmarks.features import extract_features, select_points
+from xpt.benchmarks.features import extract_features, recalibrate_batchnorm, select_points
 from xpt.benchmarks.linear import evaluate_linear
 from xpt.benchmarks.protocols import XPT, PointsSpec
 
@@ -92,12 +93,21 @@ class LinearProbe:
     def __call__(self, model: nn.Module) -> dict[str, Any]:
         device = next(model.parameters()).device
         training = model.training
+        encoder = model
+        if XPT.bn_stats == "train":  # on a copy: the training model's statistics stay
+            encoder = recalibrate_batchnorm(
+                model, self._fit, batch_size=self.batch_size, device=device
+            )
         try:
             fit = extract_features(
-                model, self._fit, batch_size=self.batch_size, device=device, description="probe fit"
+                encoder,
+                self._fit,
+                batch_size=self.batch_size,
+                device=device,
+                description="probe fit",
             )
             score = extract_features(
-                model,
+                encoder,
                 self._score,
                 batch_size=self.batch_size,
                 device=device,

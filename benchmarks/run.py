@@ -25,7 +25,7 @@ from xpt.benchmarks.datasets import EvalDataset, load_dataset
 from xpt.benchmarks.features import (
     EncoderInfo,
     FeatureCache,
-    encoder_features,
+    encoder_feature_pair,
     select_points,
     with_k,
 )
@@ -184,23 +184,6 @@ def _load(config: BenchmarkConfig, variant: str | None) -> EvalDataset:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def _feature_pair(model, info, dataset, spec, seed, cache, batch_size):
-    return tuple(
-        encoder_features(
-            model,
-            info,
-            getattr(dataset, split).points,
-            fingerprint=dataset.fingerprint,
-            split=split,
-            spec=spec,
-            seed=seed,
-            cache=cache,
-            batch_size=batch_size,
-        )
-        for split in ("train", "test")
-    )
-
-
 def _descriptor_pair(dataset: EvalDataset, spec: PointsSpec, seed: int):
     from xpt.benchmarks.descriptors import shape_descriptors
 
@@ -250,8 +233,18 @@ def _task_points(card: ProtocolCard, task: str) -> PointsSpec:
 def _encoder_pair(task, seed, *, encoders, dataset, config, cache):
     """(train, test) features of ``encoders[task]`` = (model, info) for one task and seed."""
     model, info = encoders[task]
-    spec = _task_points(config.protocol, task)
-    return _feature_pair(model, info, dataset, spec, seed, cache, config.batch_size)
+    return encoder_feature_pair(
+        model,
+        info,
+        dataset.train.points,
+        dataset.test.points,
+        fingerprint=dataset.fingerprint,
+        spec=_task_points(config.protocol, task),
+        seed=seed,
+        cache=cache,
+        bn_stats=config.protocol.bn_stats,
+        batch_size=config.batch_size,
+    )
 
 
 def _encoder_row(name, label, encoders, dataset, config, cache) -> RowResult:
@@ -324,6 +317,11 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkReport:
         notes.append(
             f"{pretrained[1].label} was selected on a test split during pretraining "
             "(release behaviour): its test figures are optimistic"
+        )
+    if config.protocol.bn_stats == "checkpoint":
+        notes.append(
+            "encoders keep their stored BatchNorm statistics: identity for the random inits, so "
+            "part of a margin over them can be statistics rather than weights (--bn-stats train)"
         )
     for variant in _dataset_variants(config):
         dataset_started = time.perf_counter()

@@ -13,9 +13,10 @@ from xpt.benchmarks import features as features_module
 from xpt.benchmarks.features import (
     EncoderError,
     FeatureCache,
-    encoder_features,
+    encoder_feature_pair,
     load_point_encoder,
     random_point_encoder,
+    recalibrate_batchnorm,
     select_points,
     with_k,
 )
@@ -164,24 +165,48 @@ def test_features_are_cached_and_a_damaged_cache_file_is_recomputed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, info = random_point_encoder("pointnet", emb_dims=8, seed=0)
-    points = np.random.default_rng(0).normal(size=(5, 32, 3)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(2, 5, 32, 3)).astype(np.float32)
     cache = FeatureCache(tmp_path)
-    kwargs = {"fingerprint": "abc", "split": "train", "spec": PointsSpec(16), "seed": 0}
-    first = encoder_features(model, info, points, cache=cache, **kwargs)
-    assert first.shape == (5, 8) and len(list(tmp_path.glob("*.npz"))) == 1
+    kwargs = {"fingerprint": "abc", "spec": PointsSpec(16), "seed": 0, "cache": cache}
+    first = encoder_feature_pair(model, info, train, test, **kwargs)
+    assert first[0].shape == (5, 8) and len(list(tmp_path.glob("*.npz"))) == 2
 
     calls = []
     real = features_module.extract_features
     monkeypatch.setattr(
         features_module, "extract_features", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
-    assert np.array_equal(encoder_features(model, info, points, cache=cache, **kwargs), first)
+    again = encoder_feature_pair(model, info, train, test, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(again, first, strict=True))
     assert calls == []  # read back, not recomputed
-    other = {**kwargs, "fingerprint": "other"}
-    encoder_features(model, info, points, cache=cache, **other)
-    assert calls == [1]  # another dataset: another entry
-    next(tmp_path.glob("*.npz")).write_bytes(b"damaged")
+    encoder_feature_pair(model, info, train, test, **{**kwargs, "fingerprint": "other"})
+    assert calls == [1, 1]  # another dataset: other entries
     for path in tmp_path.glob("*.npz"):
         path.write_bytes(b"damaged")
-    again = encoder_features(model, info, points, cache=cache, **kwargs)
-    assert np.allclose(again, first) and calls == [1, 1]
+    again = encoder_feature_pair(model, info, train, test, **kwargs)
+    assert np.allclose(again[1], first[1]) and len(calls) == 4
+
+
+def test_batchnorm_recalibration_changes_statistics_only_on_a_copy() -> None:
+    model, info = random_point_encoder("pointnet", emb_dims=8, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clouds = np.random.default_rng(1).normal(size=(20, 32, 3)).astype(np.float32) * 3 + 1
+    calibrated = recalibrate_batchnorm(model, clouds, batch_size=10, device=torch.device("cpu"))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # untouched
+    assert not calibrated.training
+    layer = calibrated.mlp[0].bn
+    assert not torch.allclose(layer.running_mean, torch.zeros_like(layer.running_mean))
+    for name, value in calibrated.named_parameters():
+        assert torch.equal(value, dict(model.named_parameters())[name])  # no weight changed
+    # the statistics are the data's: the first layer's running mean is the mean pre-activation
+    with torch.no_grad():
+        pre = calibrated.mlp[0].conv(torch.from_numpy(clouds).transpose(2, 1))
+    torch.testing.assert_close(layer.running_mean, pre.mean(dim=(0, 2)), atol=1e-5, rtol=1e-5)
+    again = recalibrate_batchnorm(model, clouds, batch_size=10, device=torch.device("cpu"))
+    assert torch.equal(again.mlp[3].bn.running_var, calibrated.mlp[3].bn.running_var)
+    train, test = clouds[:12], clouds[12:]
+    kwargs = {"fingerprint": "x", "spec": PointsSpec(None), "seed": 0, "cache": FeatureCache(None)}
+    raw = encoder_feature_pair(model, info, train, test, **kwargs)
+    fitted = encoder_feature_pair(model, info, train, test, bn_stats="train", **kwargs)
+    assert not np.allclose(raw[1], fitted[1])

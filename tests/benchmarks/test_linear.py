@@ -104,6 +104,10 @@ def test_cards_describe_themselves_and_validate() -> None:
     assert CROSSPOINT.fewshot.query_split == "train" and CROSSPOINT.fewshot.dgcnn_k == 5
     assert CROSSPOINT.fewshot.points.count is None and CROSSPOINT.fewshot.std == "population"
     assert XPT.fewshot.query_split == "test"
+    assert XPT.bn_stats == "train" and CROSSPOINT.bn_stats == "checkpoint"
+    assert "re-estimated on the train split" in XPT.lines()[1]
+    changed = protocol_card("crosspoint", bn_stats="train")
+    assert changed.bn_stats == "train" and "re-estimated on train by the user" in changed.title
     fixed = protocol_card("xpt", C=0.5)
     assert fixed.linear.C == 0.5 and "fixed at 0.5 by the user" in fixed.title
     with pytest.raises(ValueError, match="unknown protocol"):

@@ -24,6 +24,11 @@ class Protocol(str, Enum):
     crosspoint = "crosspoint"
 
 
+class BnStats(str, Enum):
+    train = "train"
+    checkpoint = "checkpoint"
+
+
 class Resample(str, Enum):
     first = "first"
     fps = "fps"
@@ -113,6 +118,14 @@ def benchmark(
             "--C", help="Fix the linear SVM's C (crosspoint default 0.1; xpt cross-validates)."
         ),
     ] = None,
+    bn_stats: Annotated[
+        BnStats | None,
+        typer.Option(
+            help="train: re-estimate every encoder's BatchNorm statistics on the train clouds "
+            "(no labels) first, so encoders are compared by their weights (xpt default); "
+            "checkpoint: use encoders as stored (crosspoint default)."
+        ),
+    ] = None,
     num_points: Annotated[
         int, typer.Option("--num-points", min=1, help="Points per cloud the encoder sees.")
     ] = 1024,
@@ -188,6 +201,7 @@ def benchmark(
             settings=tuple(product(_int_list(ways, "--ways"), _int_list(shots, "--shots"))),
             queries=queries,
             runs=runs,
+            bn_stats=None if bn_stats is None else bn_stats.value,
         )
         cache_dir = cache if cache is not None else default_cache_dir()
         config = BenchmarkConfig(
