@@ -59,3 +59,18 @@ def write_modelnet_h5() -> Callable[..., Path]:
         return folder
 
     return write
+
+
+DGCNN_REFERENCE = Path(__file__).resolve().parent / "data" / "dgcnn_reference_fixture.pt"
+
+
+@pytest.fixture(scope="session")
+def dgcnn_reference() -> dict:
+    """The release DGCNN's state dict (float32), test clouds and expected features."""
+    import torch
+
+    data = torch.load(DGCNN_REFERENCE, weights_only=True)
+    data["state_dict"] = {
+        k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()
+    }
+    return data

@@ -22,16 +22,10 @@ from xpt.benchmarks.features import (
 )
 from xpt.benchmarks.protocols import PointsSpec
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "dgcnn_reference_fixture.pt"
-
 
 @pytest.fixture(scope="module")
-def reference() -> dict:
-    data = torch.load(FIXTURE, weights_only=True)
-    data["state_dict"] = {
-        k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()
-    }
-    return data
+def reference(dgcnn_reference: dict) -> dict:
+    return dgcnn_reference
 
 
 def _features(model: torch.nn.Module, points: torch.Tensor) -> torch.Tensor:

@@ -145,3 +145,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_settings() -> dict:
+    """PretrainConfig fields for steps of milliseconds: PointNet on 32 points, 16-px images."""
+    return dict(
+        backbone="pointnet",
+        image_encoder="resnet18",
+        batch_size=4,
+        points=32,
+        emb_dims=32,
+        image_size=16,
+        workers=0,
+        shuffle_buffer=8,
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -15,16 +13,10 @@ from xpt.train.models.dgcnn import (
     load_reference_state_dict,
 )
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "dgcnn_reference_fixture.pt"
-
 
 @pytest.fixture(scope="module")
-def fixture() -> dict:
-    data = torch.load(FIXTURE, weights_only=True)
-    data["state_dict"] = {
-        k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()
-    }
-    return data
+def fixture(dgcnn_reference: dict) -> dict:
+    return dgcnn_reference
 
 
 def _model(fixture: dict) -> DGCNN:

@@ -17,26 +17,16 @@ from xpt.train.loop import TrainingError, build_models, compute_loss, lr_at, pre
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(
-    backbone="pointnet",
-    image_encoder="resnet18",
-    batch_size=4,
-    points=32,
-    emb_dims=32,
-    k=4,
-    image_size=16,
-    workers=0,
-    shuffle_buffer=8,
-)
-
 
 def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(make_shards, tmp_path: Path) -> None:
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(
+    make_shards, tmp_path: Path, tiny_settings: dict
+) -> None:
     shards = make_shards(tmp_path / "shards", train_shards=(4,), val_samples=0)
-    config = PretrainConfig(**TINY, epochs=6, lr_schedule="epoch")
+    config = PretrainConfig(**tiny_settings, epochs=6, lr_schedule="epoch")
     summary = pretrain(config, shards, tmp_path / "run")
     assert summary["steps"] == 6 and summary["epochs_completed"] == 6
 
@@ -68,13 +58,18 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(make_shards, tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def reference_runs(
-    one_thread: None, tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory
+    one_thread: None,
+    tiny_shards: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_settings: dict,
 ) -> dict:
     """Uninterrupted 2-epoch runs (6 steps), by worker count."""
     runs = {}
     for workers in (0, 2):
         run = tmp_path_factory.mktemp(f"reference{workers}")
-        config = PretrainConfig(**{**TINY, "workers": workers}, epochs=2, lr_schedule="step")
+        config = PretrainConfig(
+            **{**tiny_settings, "workers": workers}, epochs=2, lr_schedule="step"
+        )
         pretrain(config, tiny_shards, run)
         runs[workers] = run
     return runs
@@ -82,10 +77,15 @@ def reference_runs(
 
 @pytest.mark.parametrize(("workers", "stop_after"), [(0, 4), (0, 3), (2, 4)])
 def test_resume_continues_exactly(
-    tiny_shards: Path, reference_runs: dict, tmp_path: Path, workers: int, stop_after: int
+    tiny_shards: Path,
+    reference_runs: dict,
+    tmp_path: Path,
+    tiny_settings: dict,
+    workers: int,
+    stop_after: int,
 ) -> None:
     """Interrupted mid-epoch (step 4) or at the epoch boundary (step 3), then resumed."""
-    config = PretrainConfig(**{**TINY, "workers": workers}, epochs=2, lr_schedule="step")
+    config = PretrainConfig(**{**tiny_settings, "workers": workers}, epochs=2, lr_schedule="step")
     run = tmp_path / "run"
     first = pretrain(
         PretrainConfig(**{**config.to_dict(), "max_steps": stop_after}), tiny_shards, run
@@ -126,7 +126,7 @@ def test_learning_rate_schedules() -> None:
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_settings: dict
 ) -> None:
     real = loop.crosspoint_loss
     calls = []
@@ -140,7 +140,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(loop, "crosspoint_loss", poisoned)
     run = tmp_path / "run"
-    config = PretrainConfig(**TINY, epochs=2, checkpoint_every_steps=2)
+    config = PretrainConfig(**tiny_settings, epochs=2, checkpoint_every_steps=2)
     with pytest.raises(
         TrainingError, match=r"non-finite loss \(nan\) at step 3 .*last.pt \(step 2\)"
     ):
@@ -158,12 +158,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         pretrain(config, tiny_shards, tmp_path / "empty", resume=True)
 
 
-def test_skipped_data_is_recorded_once(make_shards, tmp_path: Path) -> None:
+def test_skipped_data_is_recorded_once(make_shards, tmp_path: Path, tiny_settings: dict) -> None:
     shards = make_shards(tmp_path / "shards", train_shards=(4, 4), val_samples=0)
     data = (shards / "train-000001.tar").read_bytes()
     (shards / "train-000001.tar").write_bytes(data[: len(data) // 3])
     run = tmp_path / "run"
-    summary = pretrain(PretrainConfig(**TINY, epochs=2, loss="imid"), shards, run)
+    summary = pretrain(PretrainConfig(**tiny_settings, epochs=2, loss="imid"), shards, run)
     failures = [json.loads(x) for x in (run / "failures.jsonl").read_text().splitlines()]
     assert summary["data_failures"] == len(failures) >= 1
     assert {f["id"] for f in failures} >= {"train-000001.tar"}
@@ -172,11 +172,13 @@ def test_skipped_data_is_recorded_once(make_shards, tmp_path: Path) -> None:
     assert all(r["cmid"] == 0.0 and r["loss"] == r["imid"] for r in _metrics(run))
 
 
-def test_resume_at_the_end_of_an_epoch_of_unknown_length(tiny_shards: Path, tmp_path: Path) -> None:
+def test_resume_at_the_end_of_an_epoch_of_unknown_length(
+    tiny_shards: Path, tmp_path: Path, tiny_settings: dict
+) -> None:
     """Without a known epoch length, --max-steps stopping on an epoch's last batch leaves
     last.pt at (epoch, batch = all of it); resuming must go on to the next epoch."""
     spec = f"pipe:cat {tiny_shards}/train-00000{{0,1}}.tar"  # 12 objects: 3 batches a pass
-    config = PretrainConfig(**TINY, epochs=2)
+    config = PretrainConfig(**tiny_settings, epochs=2)
     run = tmp_path / "run"
     pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 3}), spec, run)
     assert load_checkpoint(run / "last.pt")["position"] == {"step": 3, "epoch": 0, "batch": 3}
@@ -205,7 +207,11 @@ class _PoisonedAdam(torch.optim.Adam):
 
 @pytest.mark.parametrize("target", ["parameter", "buffer"])
 def test_non_finite_weights_stop_and_keep_the_last_good_checkpoint(
-    tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+    tiny_shards: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_settings: dict,
+    target: str,
 ) -> None:
     real_build = loop.build_models
 
@@ -218,7 +224,7 @@ def test_non_finite_weights_stop_and_keep_the_last_good_checkpoint(
     monkeypatch.setattr(loop, "build_models", build)
     monkeypatch.setattr(torch.optim, "Adam", _PoisonedAdam)
     run = tmp_path / "run"
-    config = PretrainConfig(**TINY, epochs=2, checkpoint_every_steps=2)
+    config = PretrainConfig(**tiny_settings, epochs=2, checkpoint_every_steps=2)
     # Steps 1-3 are good (last.pt at steps 2 and 3, the end of epoch 1); step 4 poisons.
     with pytest.raises(
         TrainingError,
@@ -241,10 +247,10 @@ def test_truncating_metrics_drops_a_half_written_line(tmp_path: Path) -> None:
 
 
 def test_resume_with_changed_settings_warns_that_it_is_not_exact(
-    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture, tiny_settings: dict
 ) -> None:
     run = tmp_path / "run"
-    config = PretrainConfig(**TINY, epochs=2)
+    config = PretrainConfig(**tiny_settings, epochs=2)
     pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 2}), tiny_shards, run)
     with (run / "metrics.jsonl").open("a") as handle:
         handle.write('{"step": 3, "epo')  # a kill mid-write must not block --resume

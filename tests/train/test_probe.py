@@ -21,17 +21,6 @@ from xpt.train.models import build_point_encoder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAMILIES = ("sphere", "box", "ring")  # the tiny shards' categories
-TINY = dict(
-    backbone="pointnet",
-    image_encoder="resnet18",
-    batch_size=4,
-    points=32,
-    emb_dims=32,
-    image_size=16,
-    workers=0,
-    shuffle_buffer=8,
-    lr_schedule="epoch",
-)
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +63,10 @@ def test_the_val_probe_never_reads_test_objects(eval_set: Path) -> None:
 
 
 def test_pretraining_keeps_the_best_probed_epoch(
-    tiny_shards: Path, eval_set: Path, tmp_path: Path
+    tiny_shards: Path, eval_set: Path, tmp_path: Path, tiny_settings: dict
 ) -> None:
     run = tmp_path / "run"
-    config = PretrainConfig(**TINY, epochs=3)
+    config = PretrainConfig(**tiny_settings, lr_schedule="epoch", epochs=3)
     probe = LinearProbe(load_modelnet40(eval_set), points=PointsSpec(32))
     summary = pretrain(config, tiny_shards, run, probe=probe)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -94,11 +83,15 @@ def test_pretraining_keeps_the_best_probed_epoch(
 
 
 def test_probe_on_test_is_labelled_and_flagged_by_the_benchmark(
-    tiny_shards: Path, eval_set: Path, tmp_path: Path
+    tiny_shards: Path, eval_set: Path, tmp_path: Path, tiny_settings: dict
 ) -> None:
     run = tmp_path / "run"
     toml = tmp_path / "tiny.toml"
-    toml.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items()))
+    toml.write_text(
+        "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in {**tiny_settings, "lr_schedule": "epoch"}.items()
+        )
+    )
     args = [
         "pretrain", tiny_shards, "--out", run, "--config", toml, "--epochs", 1,
         "--probe", "modelnet40", "--probe-data", eval_set, "--probe-split", "test",
