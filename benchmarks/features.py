@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from xpt.benchmarks.protocols import PointsSpec
 from xpt.toolkit.fsio import atomic_write_bytes
 from xpt.toolkit.memory import retain_freed_memory
-from xpt.toolkit.sampling import subsample_points
+from xpt.toolkit.meshes.sampling import subsample_points
 from xpt.toolkit.seeding import derive_seed
 
 FEATURE_CACHE_VERSION = 2

@@ -41,7 +41,7 @@ from xpt.toolkit.evalset import (
     write_h5_set,
 )
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.seeding import rng
 
 VARIANTS = ("rotated", "upright")

@@ -40,9 +40,9 @@ import trimesh  # noqa: E402
 
 from xpt.render.config import RenderConfig  # noqa: E402
 from xpt.render.pool import render_objects  # noqa: E402
-from xpt.toolkit.geometry import as_mesh  # noqa: E402
-from xpt.toolkit.meshio import load_object  # noqa: E402
-from xpt.toolkit.sources import open_source  # noqa: E402
+from xpt.toolkit.meshes.geometry import as_mesh  # noqa: E402
+from xpt.toolkit.meshes.load import load_object  # noqa: E402
+from xpt.toolkit.meshes.sources import open_source  # noqa: E402
 
 HEAVY_FACES = 100_000
 
@@ -52,7 +52,7 @@ def naive_views_per_second(scenes: list[trimesh.Scene], config: RenderConfig, vi
     import pyrender
 
     from xpt.render.cameras import intrinsics, rig_views
-    from xpt.toolkit.geometry import normalization
+    from xpt.toolkit.meshes.geometry import normalization
 
     K = intrinsics(config.size, config.focal_ndc)
     count, start = 0, time.perf_counter()

@@ -46,10 +46,10 @@ def main() -> None:
 
     from xpt.render.config import RenderConfig
     from xpt.render.pool import render_objects
-    from xpt.toolkit.geometry import as_mesh
-    from xpt.toolkit.meshio import load_object
+    from xpt.toolkit.meshes.geometry import as_mesh
+    from xpt.toolkit.meshes.load import load_object
+    from xpt.toolkit.meshes.sampling import sample_surface
     from xpt.toolkit.procedural import objects
-    from xpt.toolkit.sampling import sample_surface
     from xpt.toolkit.shards.build import (
         MeshSampleMaker,
         ShardConfig,

@@ -2,7 +2,7 @@
 
 Conventions (also written into every ``cameras.json``):
 
-- World frame: the shared normalised object frame (:mod:`xpt.toolkit.geometry`), +Y up.
+- World frame: the shared normalised object frame (:mod:`xpt.toolkit.meshes.geometry`), +Y up.
 - A view is ``(azimuth, elevation, distance_ratio)`` in degrees / degrees / ratio, as in
   ShapeNetRendering. The camera sits at ``d * (cos(el) cos(az), sin(el), cos(el) sin(az))``
   with ``d = 3.5 * distance_ratio`` (R2N2 places it at ``1.75 * distance_ratio`` in ShapeNet's

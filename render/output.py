@@ -26,8 +26,8 @@ from xpt import __version__
 from xpt.render.cameras import CONVENTIONS, METADATA_FILE, format_metadata
 from xpt.render.config import RenderConfig
 from xpt.toolkit.fsio import atomic_directory
-from xpt.toolkit.geometry import UP_AXIS
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import UP_AXIS
+from xpt.toolkit.meshes.objects import MeshObject
 
 if TYPE_CHECKING:
     from xpt.render.renderer import RenderResult

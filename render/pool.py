@@ -38,7 +38,7 @@ from xpt.render.output import (
 )
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import atomic_write_text
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 
 if TYPE_CHECKING:
     from xpt.render.renderer import ObjectRenderer
@@ -93,7 +93,7 @@ def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: Ren
     """Load, render and write one object (runs in a worker). Raises :class:`JobError`."""
     from xpt.render.output import write_object
     from xpt.render.scene import GeometryError
-    from xpt.toolkit.meshio import MeshError, load_object
+    from xpt.toolkit.meshes.load import MeshError, load_object
 
     try:
         loaded = load_object(obj)
@@ -426,8 +426,8 @@ def run_render(
     and :class:`RenderError` when rendering cannot start.
     """
     from xpt.render.preview import write_preview
+    from xpt.toolkit.meshes.sources import open_source
     from xpt.toolkit.partition import parse_part, select_part
-    from xpt.toolkit.sources import open_source
 
     index, count = parse_part(part)
     objects = open_source(

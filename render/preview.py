@@ -13,7 +13,7 @@ from xpt.render.config import RenderConfig
 from xpt.render.output import is_complete, object_dir, view_name
 from xpt.toolkit.contact_sheet import contact_sheet
 from xpt.toolkit.fsio import atomic_write_bytes
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 
 PREVIEW_OBJECTS = 8
 PREVIEW_VIEWS = 8

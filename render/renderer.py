@@ -17,7 +17,7 @@ from xpt.render.cameras import View, camera_record, intrinsics, rig_views
 from xpt.render.config import RenderConfig
 from xpt.render.gl import open_offscreen
 from xpt.render.scene import AMBIENT, light_rig, pyrender_mesh, scene_parts
-from xpt.toolkit.geometry import Normalization
+from xpt.toolkit.meshes.geometry import Normalization
 
 # Anti-aliasing: draw at 2x the size in each direction, average 2x2 blocks (4 samples/pixel).
 SUPERSAMPLE = 2

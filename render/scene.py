@@ -1,7 +1,7 @@
 """Trimesh scene -> pyrender scene: normalisation, normals, colours, textures, lights.
 
 Every mesh instance is moved into the shared normalised frame on the CPU (node transform,
-then :func:`xpt.toolkit.geometry.normalization`) and unrolled to one vertex per triangle
+then :func:`xpt.toolkit.meshes.geometry.normalization`) and unrolled to one vertex per triangle
 corner, so flat and smooth regions can coexist (crease-angle normals) and face colours
 need no special case. All untextured, opaque instances are merged into one primitive with
 per-corner colours (one draw call per view however many parts an object has); each
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import trimesh
 
-from xpt.toolkit.geometry import Normalization, normalization
+from xpt.toolkit.meshes.geometry import Normalization, normalization
 
 if TYPE_CHECKING:
     import pyrender

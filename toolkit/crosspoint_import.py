@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import trimesh
 
-from xpt.toolkit.geometry import normalization
-from xpt.toolkit.objects import MeshObject
-from xpt.toolkit.ply import PlyError, read_ply_points
-from xpt.toolkit.sampling import subsample_points
+from xpt.toolkit.meshes.geometry import normalization
+from xpt.toolkit.meshes.objects import MeshObject
+from xpt.toolkit.meshes.ply import PlyError, read_ply_points
+from xpt.toolkit.meshes.sampling import subsample_points
 from xpt.toolkit.shards.build import SampleError, base_meta, points_seed
 from xpt.toolkit.shards.schema import Sample
 from xpt.toolkit.shards.views import ViewError, read_rgb

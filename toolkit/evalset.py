@@ -28,9 +28,9 @@ import numpy as np
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_json, atomic_write_text
-from xpt.toolkit.geometry import as_mesh
-from xpt.toolkit.objects import MeshObject
-from xpt.toolkit.sampling import sample_surface
+from xpt.toolkit.meshes.geometry import as_mesh
+from xpt.toolkit.meshes.objects import MeshObject
+from xpt.toolkit.meshes.sampling import sample_surface
 from xpt.toolkit.seeding import derive_seed, rng, stable_fraction
 
 SHAPES_PER_FILE = 2048  # as in modelnet40_ply_hdf5_2048
@@ -192,7 +192,7 @@ def write_eval_set(
 ) -> EvalSetResult:
     """Generate, sample and write the evaluation set to ``out`` (see the module doc)."""
     from xpt.toolkit.console import RunProgress
-    from xpt.toolkit.meshio import MeshError, load_object
+    from xpt.toolkit.meshes.load import MeshError, load_object
     from xpt.toolkit.procedural import objects as procedural_objects
 
     if not 0.0 < test_fraction < 1.0:

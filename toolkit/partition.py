@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.seeding import derive_seed
 
 _PART = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")

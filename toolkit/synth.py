@@ -1,6 +1,6 @@
 """Write the procedural shape library to disk as a ShapeNet-v2-like tree (``xpt synth``).
 
-Layout (read back by the ShapeNet v2 reader in :mod:`xpt.toolkit.sources`)::
+Layout (read back by the ShapeNet v2 reader in :mod:`xpt.toolkit.meshes.sources`)::
 
     OUT/<category_id>/<model_id>/models/model_normalized.obj   # one o/usemtl group per part
     OUT/<category_id>/<model_id>/models/model_normalized.mtl   # Kd colour per part
@@ -26,7 +26,7 @@ import trimesh
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_directory, atomic_write_json
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 
 OBJ_NAME = "model_normalized.obj"
 MTL_NAME = "model_normalized.mtl"

@@ -22,7 +22,7 @@ from xpt.benchmarks.scanset import (
 )
 from xpt.render.cameras import View, intrinsics, project
 from xpt.toolkit.cli import app
-from xpt.toolkit.geometry import as_mesh
+from xpt.toolkit.meshes.geometry import as_mesh
 
 CATEGORIES = ["mug", "table"]
 

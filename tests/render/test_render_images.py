@@ -15,7 +15,7 @@ from xpt.render.config import RenderConfig
 from xpt.render.output import write_object
 from xpt.render.renderer import ObjectRenderer
 from xpt.toolkit import procedural
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ from xpt.render.config import RenderConfig
 from xpt.render.output import RENDER_MANIFEST, is_complete, object_dir
 from xpt.render.pool import render_objects, run_render
 from xpt.toolkit.failures import read_failures
-from xpt.toolkit.objects import MeshObject
-from xpt.toolkit.sources import open_source
+from xpt.toolkit.meshes.objects import MeshObject
+from xpt.toolkit.meshes.sources import open_source
 
 SYNSET = "03001627"
 BOX_OBJ = """mtllib model_normalized.mtl

@@ -11,8 +11,8 @@ import trimesh
 
 from xpt.toolkit.failures import Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import atomic_directory, atomic_write_json, atomic_write_text
-from xpt.toolkit.geometry import normalization
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import normalization
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.partition import parse_part, select_part
 from xpt.toolkit.seeding import derive_seed, rng, stable_fraction
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from xpt.toolkit.crosspoint_import import CrossPointLayoutError, crosspoint_objects, find_root
 from xpt.toolkit.failures import read_failures
-from xpt.toolkit.geometry import normalization
+from xpt.toolkit.meshes.geometry import normalization
 from xpt.toolkit.shards.build import ShardConfig, run_shard
 from xpt.toolkit.shards.inspect import iter_samples
 from xpt.toolkit.shards.verify import verify_shards

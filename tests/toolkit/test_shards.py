@@ -17,8 +17,8 @@ import webdataset as wds
 from PIL import Image
 
 from xpt.toolkit.failures import read_failures
-from xpt.toolkit.geometry import as_mesh, normalization
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import as_mesh, normalization
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.seeding import stable_fraction
 from xpt.toolkit.shards.build import (
     MeshSampleMaker,
@@ -333,7 +333,7 @@ def test_pickle_entries_are_rejected_never_decoded(shard_set: Path, tmp_path: Pa
 
 
 def test_on_the_fly_rendering_shares_the_frame_with_the_points(tmp_path: Path) -> None:
-    from xpt.toolkit.meshio import load_object
+    from xpt.toolkit.meshes.load import load_object
     from xpt.toolkit.procedural import objects
 
     config = ShardConfig(

@@ -91,7 +91,7 @@ def _header(obj_bytes: bytes) -> str:
 
 
 def test_shapenet_reader_reads_the_tree(library):
-    from xpt.toolkit.sources import detect_layout, open_source
+    from xpt.toolkit.meshes.sources import detect_layout, open_source
 
     out, _ = library
     assert detect_layout(out) == "shapenet-v2"

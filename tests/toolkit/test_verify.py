@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from xpt.toolkit.geometry import Normalization
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import Normalization
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.seeding import rng
 from xpt.toolkit.shards.build import ShardConfig, base_meta, build_shards
 from xpt.toolkit.shards.inspect import point_scatter, preview_rows, summarize

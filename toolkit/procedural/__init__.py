@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import trimesh
 
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.procedural import devices, furniture, vehicles, vessels
 from xpt.toolkit.procedural.params import Draw
 from xpt.toolkit.procedural.parts import Part, Piece

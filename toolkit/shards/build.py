@@ -29,10 +29,10 @@ import trimesh
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text
-from xpt.toolkit.geometry import as_mesh
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import as_mesh
+from xpt.toolkit.meshes.objects import MeshObject
+from xpt.toolkit.meshes.sampling import SAMPLERS, sample_surface
 from xpt.toolkit.partition import select_part
-from xpt.toolkit.sampling import SAMPLERS, sample_surface
 from xpt.toolkit.seeding import derive_seed, rng, stable_fraction
 from xpt.toolkit.shards.manifest import (
     ManifestError,
@@ -193,7 +193,7 @@ class MeshSampleMaker:
     seed: int = 0
 
     def __call__(self, obj: MeshObject) -> Sample:
-        from xpt.toolkit.meshio import MeshError, load_object
+        from xpt.toolkit.meshes.load import MeshError, load_object
 
         try:
             loaded = load_object(obj)
@@ -537,8 +537,8 @@ def objects_and_maker(config: ShardConfig) -> tuple[list[MeshObject], SampleMake
             config.num_points, config.sampler, config.seed, config.max_views
         )
         return objects, maker
+    from xpt.toolkit.meshes.sources import open_source
     from xpt.toolkit.shards.views import LiveRenderViews, RenderDirViews
-    from xpt.toolkit.sources import open_source
 
     objects = open_source(
         config.source,

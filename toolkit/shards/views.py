@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 import trimesh
 
-from xpt.toolkit.geometry import Normalization
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import Normalization
+from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.shards.schema import EncodedImage
 
 

@@ -12,9 +12,9 @@ import pytest
 import trimesh
 from PIL import Image
 
-from xpt.toolkit.geometry import as_mesh
-from xpt.toolkit.meshio import LoadedMesh, MeshError, load_mesh, load_object
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.geometry import as_mesh
+from xpt.toolkit.meshes.load import LoadedMesh, MeshError, load_mesh, load_object
+from xpt.toolkit.meshes.objects import MeshObject
 
 TEXTURE = (np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5).astype(np.uint8)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpt.toolkit.ply import PlyError, read_ply_points
+from xpt.toolkit.meshes.ply import PlyError, read_ply_points
 
 POINTS = np.array([[0.5, -1.25, 2.0], [3.0, 0.0, -0.125], [1e-3, 7.5, 4.0]], dtype=np.float32)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from xpt.toolkit.sampling import farthest_point_indices, sample_surface, subsample_points
+from xpt.toolkit.meshes.sampling import farthest_point_indices, sample_surface, subsample_points
 
 
 def _box() -> trimesh.Trimesh:

@@ -15,7 +15,7 @@ class MeshObject:
 
     ``path`` points at the mesh file for on-disk sources; procedural objects carry no
     path and are generated in memory from ``(category_name, seed)`` by
-    :func:`xpt.toolkit.meshio.load_object`. The object is plain data, so it pickles
+    :func:`xpt.toolkit.meshes.load.load_object`. The object is plain data, so it pickles
     cheaply to worker processes.
     """
 

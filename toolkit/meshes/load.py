@@ -27,7 +27,7 @@ import numpy as np
 import trimesh
 from trimesh.resolvers import FilePathResolver
 
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject
 
 MAX_BYTES = 2 * 1024**3
 """Default size limit for one mesh file (2 GiB)."""

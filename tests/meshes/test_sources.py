@@ -9,8 +9,8 @@ import pytest
 import trimesh
 
 from xpt.toolkit.failures import Failure, FailureLog, read_failures
-from xpt.toolkit.meshio import MeshError, load_object
-from xpt.toolkit.sources import SourceError, detect_layout, open_source
+from xpt.toolkit.meshes.load import MeshError, load_object
+from xpt.toolkit.meshes.sources import SourceError, detect_layout, open_source
 
 CHAIR, TABLE, ODD = "03001627", "04379243", "02828884"
 TRIANGLE_OBJ = "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"

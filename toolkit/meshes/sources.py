@@ -28,8 +28,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from xpt.toolkit.meshio import MESH_SUFFIXES
-from xpt.toolkit.objects import MeshObject
+from xpt.toolkit.meshes.load import MESH_SUFFIXES
+from xpt.toolkit.meshes.objects import MeshObject
 
 LAYOUTS = ("shapenet-v2", "shapenet-v1", "modelnet", "folder")
 PROCEDURAL = "procedural"
