@@ -108,7 +108,7 @@ def load_point_encoder(
     ``k`` overrides DGCNN's neighbour count (required knowledge for reference state dicts,
     which do not record it; :data:`REFERENCE_K` by default).
     """
-    from xpt.train.checkpoint import FORMAT, CheckpointError, load_checkpoint
+    from xpt.train.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_torch_file
     from xpt.train.models import build_point_encoder
     from xpt.train.models.checkpoint import strip_module_prefix
     from xpt.train.models.dgcnn import load_reference_state_dict
@@ -117,10 +117,9 @@ def load_point_encoder(
     if not path.is_file():
         raise EncoderError(f"{path}: no such checkpoint file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for files it cannot read
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EncoderError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        loaded = read_torch_file(path)
+    except CheckpointError as exc:
+        raise EncoderError(str(exc)) from None
     sha = file_sha256(path)
     if isinstance(loaded, Mapping) and loaded.get("format") == FORMAT:
         try:

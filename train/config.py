@@ -24,7 +24,7 @@ IMAGE_ENCODERS = ("resnet50", "resnet18")
 LOSSES = ("both", "imid", "cmid")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
-LR_SCHEDULES = ("release", "epoch", "step")
+LR_SCHEDULES = ("epoch", "step", "release")
 PROBE_SPLITS = ("val", "test")
 
 # Fields that fix the shapes of the saved models: a resumed run must keep them.
@@ -36,9 +36,10 @@ class PretrainConfig:
     """CrossPoint pretraining settings (Afham et al., CVPR 2022, and its release).
 
     ``lr_schedule``: cosine annealing from ``lr`` to 0 over ``epochs`` (T_max = epochs).
-    "release" steps it at the start of every epoch as ``train_crosspoint.py`` does, so
-    epoch e (0-based) trains at the cosine value of e + 1 and the last epoch at 0;
-    "epoch" trains epoch e at the value of e; "step" anneals per optimiser step.
+    "epoch" (the default, the paper's intent) trains epoch e (0-based) at the cosine value
+    of e, so the first epoch at ``lr``; "step" anneals per optimiser step; "release" replays
+    ``train_crosspoint.py``, which steps the scheduler before every epoch, so epoch e trains
+    at the value of e + 1 and the last epoch (all of a 1-epoch run) at lr 0.
     ``amp``: "auto" is bf16 where the GPU supports it, else fp16 with a GradScaler; AMP
     is CUDA-only (off on CPU). ``samples_per_epoch`` overrides the manifest's count.
     ``probe`` names an evaluation dataset (``xpt benchmark --dataset``) for the per-epoch
@@ -52,7 +53,7 @@ class PretrainConfig:
     batch_size: int = 20
     lr: float = 1e-3
     weight_decay: float = 1e-6
-    lr_schedule: str = "release"
+    lr_schedule: str = "epoch"
     points: int = 2048
     k: int = 15
     emb_dims: int = 1024

@@ -16,14 +16,16 @@ on (seed, epoch, pass, key) only. For a fixed worker count an epoch is therefore
 sequence of batches every time it is read, which is what lets a resumed run skip the
 batches it already trained on and continue exactly.
 
-A corrupt shard or sample is skipped: the webdataset ``handler`` records it as a
-:class:`~xpt.toolkit.failures.Failure`, the worker ships the records with its next chunk,
-and the loader counts them, keeps them (``ShardLoader.failures``) and reports each one
-through ``on_error`` (a warning by default).
+A corrupt shard or sample is skipped: the stage that meets it records it, once, as a
+:class:`~xpt.toolkit.failures.Failure` (a shard that breaks off under the shard's file
+name), the worker ships the records with its next chunk, and the loader counts them, keeps
+them (``ShardLoader.failures``) and reports each one through ``on_error`` (a warning by
+default). Workers ignore SIGINT and SIGTERM: the training loop stops them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import re
@@ -41,6 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset
 
 from xpt.toolkit.failures import Failure
+from xpt.toolkit.interrupts import ignore_interrupts
 from xpt.toolkit.seeding import derive_seed
 from xpt.toolkit.shards.manifest import MANIFEST, ManifestError, find_shard_sets, read_manifest
 from xpt.toolkit.shards.schema import POINTS, VIEW_ENTRY, SchemaError, decode_entry
@@ -224,40 +227,36 @@ def _scan_count(path: Path) -> int:
 # ---------------------------------------------------------------------------- failures
 
 
-class FailureRecorder:
-    """A webdataset ``handler``: records the exception as a Failure and continues."""
-
-    def __init__(self) -> None:
-        self.pending: list[Failure] = []
-
-    def __call__(self, exn: Exception) -> bool:
-        self.pending.append(_as_failure(exn))
-        return True
-
-    def drain(self) -> list[Failure]:
-        taken, self.pending = self.pending, []
-        return taken
-
-
 class SampleError(ValueError):
-    """A sample that cannot be used; carries its key and shard."""
+    """An object, or a whole shard, that cannot be used: ``key`` is the object's key, or the
+    shard's file name when the whole shard (or the rest of it) is lost."""
 
     def __init__(self, key: str, url: str | None, reason: str):
         super().__init__(f"{url}: {key}: {reason}")
         self.key, self.url, self.reason = key, url, reason
 
 
-def _as_failure(exn: Exception) -> Failure:
-    if isinstance(exn, SampleError):
-        return Failure(exn.key, exn.url, STAGE, exn.reason)
-    # webdataset appends (stream, url) or the url to ``args`` of shard-level errors.
-    url = next((a for a in reversed(exn.args) if isinstance(a, str) and a), None)
+class FailureRecorder:
+    """The pipeline stages' error handler: records each problem as one Failure."""
+
+    def __init__(self) -> None:
+        self.pending: list[Failure] = []
+
+    def __call__(self, exn: SampleError) -> None:
+        self.pending.append(Failure(exn.key, exn.url, STAGE, exn.reason))
+
+    def drain(self) -> list[Failure]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+def _shard_reason(exn: Exception) -> str:
+    """Why a shard could not be read to its end, in one line."""
+    if isinstance(exn, tarfile.ReadError) and "unexpected end of data" in str(exn):
+        return "truncated: the tar data ends inside a member (unexpected end of data)"
     if isinstance(exn, OSError) and exn.strerror:
-        reason = exn.strerror
-    else:
-        reason = str(exn.args[0]) if exn.args else type(exn).__name__
-    reason = f"{type(exn).__name__}: {reason}"
-    return Failure(Path(url).name if url else "?", url, STAGE, reason)
+        return f"{type(exn).__name__}: {exn.strerror}"
+    return f"{type(exn).__name__}: {exn}" if str(exn) else type(exn).__name__
 
 
 # ---------------------------------------------------------------------------- stages
@@ -281,6 +280,47 @@ def _shard_urls(urls: Sequence[str], seed: int, epoch: int, rep: int) -> list[di
     order = list(urls)
     random.Random(derive_seed(seed, "shards", epoch, rep)).shuffle(order)
     return [{"url": url} for url in order]
+
+
+def _shard_samples(sources: Iterable[dict], handler: FailureRecorder) -> Iterator[dict]:
+    """Shards ``{"url"}`` -> samples ``{"__key__", "__url__", entry: bytes}`` of the wanted
+    members (consecutive members with the same key make one sample, as in webdataset).
+
+    A shard that cannot be opened or read to its end (missing, truncated, not a tar, a
+    ``pipe:`` command that fails) is one failure named after the shard; the samples read
+    whole before the fault are kept and the one it cut off is dropped.
+    """
+    for source in sources:
+        url = source["url"]
+        stream = None
+        sample: dict | None = None
+        try:
+            stream = wds.gopen(url)
+            tar = tarfile.open(fileobj=stream, mode="r|*")
+            for member in tar:
+                key, entry = wds.tariterators.base_plus_ext(member.name)
+                if not member.isreg() or key is None or not _wanted(member.name):
+                    continue
+                if sample is not None and sample["__key__"] != key:
+                    yield sample
+                    sample = None
+                if sample is None:
+                    sample = {"__key__": key, "__url__": url}
+                sample[entry.lower()] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                tar.members = []  # a stream keeps no index: memory stays flat on long shards
+            stream.close()  # a pipe: command's exit status is checked here
+        except GeneratorExit:  # the consumer stopped early: a closed pipe is no failure
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[union-attr]
+            raise
+        except Exception as exn:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+            handler(SampleError(Path(url).name, url, _shard_reason(exn)))
+            continue
+        if sample is not None:
+            yield sample
 
 
 def _choose_view(
@@ -350,7 +390,7 @@ class EpochStream(IterableDataset):
             _shard_urls(self.urls, c.seed, self.epoch, rep),
             wds.split_by_node,
             wds.split_by_worker,
-            wds.tarfile_to_samples(handler=handler, select_files=_wanted),
+            lambda src: _shard_samples(src, handler),
             lambda src: _choose_view(src, c.seed, self.epoch, rep, handler),
         ]
         if c.shuffle_buffer > 1:
@@ -460,6 +500,7 @@ class ShardLoader:
                 num_workers=c.workers,
                 generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
                 prefetch_factor=2 if c.workers else None,
+                worker_init_fn=ignore_interrupts,  # the main process decides when to stop
             )
             samples = 0
             for chunk in loader:

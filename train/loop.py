@@ -12,6 +12,8 @@ Outputs in RUN_DIR: ``config.json``, ``metrics.jsonl`` (one line per step),
 the epoch of the best probe accuracy, a line per probe in ``metrics.jsonl``) and
 ``failures.jsonl`` (samples or shards the pipeline skipped). ``resume=True`` continues from
 ``last.pt`` exactly: same data order, augmentations and learning rates as an uninterrupted run.
+On SIGINT or SIGTERM the step in progress finishes and ``last.pt`` is written before the run
+stops, so an interrupted run loses nothing (``xpt.toolkit.interrupts``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,19 +35,22 @@ from torch import Tensor, nn
 
 from xpt.toolkit.console import RunProgress, err
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
-from xpt.toolkit.fsio import atomic_write_text
+from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text
+from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
 from xpt.toolkit.seeding import derive_seed
 from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_images, augment_points
 from xpt.train.checkpoint import (
     BEST,
     LAST,
+    CheckpointError,
     epoch_checkpoint_name,
     load_checkpoint,
     make_checkpoint,
+    readable_fallback,
     restore_checkpoint,
     save_checkpoint,
 )
-from xpt.train.config import CONFIG_FILE, MODEL_FIELDS, PretrainConfig, save_config
+from xpt.train.config import CONFIG_FILE, MODEL_FIELDS, PretrainConfig, load_config, save_config
 from xpt.train.data import Batch, LoaderConfig, ShardLoader, ShardSet, resolve_shards
 from xpt.train.losses import crosspoint_loss
 from xpt.train.models import build_image_encoder, build_point_encoder
@@ -124,6 +131,14 @@ def lr_at(config: PretrainConfig, epoch: int, batch: int, steps_per_epoch: int |
     if steps_per_epoch is None:
         raise TrainingError('lr_schedule "step" needs a known epoch length')
     return cosine_lr(config.lr, epoch * steps_per_epoch + batch, config.epochs * steps_per_epoch)
+
+
+def never_trains(config: PretrainConfig, epoch: int) -> bool:
+    """True when every step from the start of ``epoch`` (0-based) on runs at lr 0: the
+    "release" schedule's last epoch, so ``epochs=1`` with it never changes the weights."""
+    if config.lr_schedule == "step" or epoch >= config.epochs:
+        return False  # a per-step cosine is 0 only after the last step
+    return all(lr_at(config, e, 0, None) == 0 for e in range(epoch, config.epochs))
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -236,6 +251,88 @@ def _changed_settings(config: PretrainConfig, run_dir: Path, saved: dict[str, An
     ]
 
 
+def _metric_rows(path: Path) -> list[dict[str, Any]]:
+    """The step lines of ``metrics.jsonl`` (probe lines and torn lines left out)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                row = json.loads(line)
+                if isinstance(row, dict) and "loss" in row and "step" in row:
+                    rows.append(row)
+    return rows
+
+
+def _final_figures(path: Path, epochs_done: int) -> tuple[float | None, float | None]:
+    """(mean loss, mean objects/s) of the steps of epoch ``epochs_done`` in ``metrics.jsonl``:
+    the figures of a finished run's last epoch, for a summary when nothing was trained."""
+    rows = [r for r in _metric_rows(path) if r.get("epoch") == epochs_done]
+    rates = [r["samples_per_s"] for r in rows if r.get("samples_per_s")]
+    loss = sum(r["loss"] for r in rows) / len(rows) if rows else None
+    return loss, sum(rates) / len(rates) if rates else None
+
+
+def _fallback_hint(found: tuple[Path, int] | None) -> str:
+    """What a run whose last.pt is missing or unreadable can resume from instead
+    (``found``: :func:`~xpt.train.checkpoint.readable_fallback`'s answer)."""
+    if found is None:
+        return "no readable epoch_XXX.pt to resume from instead"
+    return f"{found[0]} (step {found[1]}) is readable: copy it to {LAST} to resume from there"
+
+
+def _load_last(run_dir: Path) -> dict[str, Any]:
+    """``last.pt``, or a CheckpointError saying what is wrong with it and what could be
+    resumed from instead."""
+    try:
+        return load_checkpoint(run_dir / LAST)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {_fallback_hint(readable_fallback(run_dir))}") from None
+
+
+_CHECKPOINT_NAME = re.compile(rf"{re.escape(BEST)}|epoch_\d+\.pt")
+
+
+def _clear_leftovers(run_dir: Path) -> None:
+    """Make sure a new run in ``run_dir`` (which has no last.pt) appends to nothing.
+
+    Checkpoints without ``last.pt`` are refused (they may be worth resuming). The leftovers
+    of an xpt run stopped before its first checkpoint (its config.json, metrics.jsonl,
+    failures.jsonl and temporary files) are removed with a note: no step of it can be
+    resumed. Files of those names beside a config.json that is not an xpt run's are refused.
+    """
+    if not run_dir.is_dir():
+        return
+    checkpoints = sorted(p.name for p in run_dir.iterdir() if _CHECKPOINT_NAME.fullmatch(p.name))
+    if checkpoints:
+        raise TrainingError(
+            f"{run_dir}: holds checkpoints ({', '.join(checkpoints)}) but no {LAST}; copy one "
+            f"of them to {LAST} and pass --resume, or choose another --out"
+        )
+    leftovers = [run_dir / n for n in (CONFIG_FILE, METRICS_FILE, FAILURES_FILE)]
+    leftovers = [p for p in leftovers if p.exists()] + sorted(run_dir.glob(TMP_PREFIX + "*"))
+    if not leftovers:
+        return
+    names = ", ".join(p.name for p in leftovers)
+    try:
+        load_config(run_dir / CONFIG_FILE)
+    except ValueError:
+        raise TrainingError(
+            f"{run_dir}: holds {names} but no {LAST}, and no xpt run's {CONFIG_FILE}; "
+            "remove them or choose another --out"
+        ) from None
+    steps = len(_metric_rows(run_dir / METRICS_FILE))
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    err.print(
+        f"[yellow]note[/yellow] {run_dir}: removed {names} of an earlier run stopped before "
+        f"its first checkpoint ({steps} step(s), none resumable); starting afresh",
+        highlight=False,
+    )
+
+
 @dataclass
 class _EpochStats:
     steps: int = 0
@@ -275,7 +372,13 @@ def pretrain(
     run already in ``run_dir``, model settings changed on resume, no readable data) or
     must stop (a non-finite loss, or non-finite weights or buffers when a checkpoint is
     due: nothing is saved and ``last.pt`` stays the last good checkpoint). Resuming with
-    changed :data:`RESUME_EXACT_FIELDS` settings warns that the run is no exact continuation.
+    changed :data:`RESUME_EXACT_FIELDS` settings warns that the run is no exact continuation;
+    resuming a finished run trains nothing and returns its final figures. A new run removes
+    the leftovers of one stopped before its first checkpoint (see :func:`_clear_leftovers`).
+
+    Raises :class:`~xpt.toolkit.interrupts.Interrupted` after a first SIGINT/SIGTERM (once
+    the step in progress is done and ``last.pt`` written) or at once on a second one (no
+    checkpoint half-written); its ``exit_code`` is 130 / 143.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise TrainingError(
@@ -284,7 +387,11 @@ def pretrain(
     run_dir = Path(run_dir)
     last_path = run_dir / LAST
     if resume and not last_path.exists():
-        raise TrainingError(f"{run_dir}: nothing to resume (no {LAST})")
+        found = readable_fallback(run_dir)
+        raise TrainingError(
+            f"{run_dir}: nothing to resume (no {LAST})"
+            + (f"; {_fallback_hint(found)}" if found else "")
+        )
     if not resume and last_path.exists():
         raise TrainingError(
             f"{run_dir}: already holds a run ({LAST}); pass --resume to continue it "
@@ -295,6 +402,8 @@ def pretrain(
     if device.type != "cuda" and config.amp in ("bf16", "fp16"):
         err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
     shard_set = shards if isinstance(shards, ShardSet) else resolve_shards(shards)  # type: ignore[arg-type]
+    if not resume:
+        _clear_leftovers(run_dir)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     sink = _FailureSink(run_dir / FAILURES_FILE)
@@ -334,35 +443,71 @@ def pretrain(
         "unit": "step" if per_step else "epoch",
     }
 
+    def at_max_steps() -> bool:
+        return config.max_steps is not None and step >= config.max_steps
+
     step, epoch, batch_index = 0, 0, 0
+    last_values: dict[str, float] = {}
+    finished = False  # resumed a run that has nothing left to train
     if resume:
-        state = load_checkpoint(last_path)
+        state = _load_last(run_dir)
         changed = [f for f in MODEL_FIELDS if state["config"].get(f) != getattr(config, f)]
         if changed:
             raise TrainingError(
-                f"{last_path}: cannot resume with different model settings: "
+                f"{last_path}: written with other model settings than asked for: "
                 + ", ".join(
                     f"{f} {state['config'].get(f)!r} -> {getattr(config, f)!r}" for f in changed
                 )
+                + "; resume with the run's own settings or choose another --out"
             )
-        changed = _changed_settings(config, run_dir, state["config"])
-        if changed:
-            err.print(
-                "[yellow]warning[/yellow] resuming with changed settings: "
-                + ", ".join(changed)
-                + "; the run will not be an exact continuation of the original",
-                highlight=False,
+        try:
+            position = restore_checkpoint(
+                state,
+                models=models,
+                optimizer=optimizer,
+                scaler=scaler,
+                generator=generator,
+                path=last_path,
             )
-        position = restore_checkpoint(
-            state, models=models, optimizer=optimizer, scaler=scaler, generator=generator
-        )
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}; {_fallback_hint(readable_fallback(run_dir))}") from None
         step, epoch, batch_index = position["step"], position["epoch"], position["batch"]
         _truncate_metrics(run_dir / METRICS_FILE, step)
-        err.print(f"resuming {run_dir} at step {step} (epoch {epoch + 1}, batch {batch_index})")
-    save_config(config, run_dir)
+        last_values = dict(state["metrics"])
+        finished = epoch >= config.epochs or at_max_steps()
+        if finished:
+            limit = (
+                f"{epoch} of {config.epochs} epochs"
+                if epoch >= config.epochs
+                else f"max_steps {config.max_steps}"
+            )
+            err.print(
+                f"{run_dir} is already complete ({limit}, step {step}); nothing to train "
+                "(pass --epochs to train longer)",
+                highlight=False,
+            )
+        else:
+            changed = _changed_settings(config, run_dir, state["config"])
+            if changed:
+                err.print(
+                    "[yellow]warning[/yellow] resuming with changed settings: "
+                    + ", ".join(changed)
+                    + "; the run will not be an exact continuation of the original",
+                    highlight=False,
+                )
+            err.print(f"resuming {run_dir} at step {step} (epoch {epoch + 1}, batch {batch_index})")
+    if not finished:
+        save_config(config, run_dir)
+        if never_trains(config, epoch):
+            err.print(
+                f"[yellow]warning[/yellow] lr_schedule 'release' trains its last epoch at lr 0 "
+                f"(the published code's off-by-one) and every step left is in it (epoch "
+                f"{epoch + 1} of {config.epochs}): the weights will not change; use "
+                "--lr-schedule epoch",
+                highlight=False,
+            )
 
     last_saved = step if resume else None
-    last_values: dict[str, float] = {}
     epoch_stats = _EpochStats()
     run_samples, run_seconds = 0, 0.0
     stopped = "done"
@@ -435,105 +580,123 @@ def pretrain(
             }
             checkpoint(run_dir / BEST, selection)
 
-    def at_max_steps() -> bool:
-        return config.max_steps is not None and step >= config.max_steps
-
     for model in models.values():
         model.train()
-    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as metrics:
-        while epoch < config.epochs and not at_max_steps():
-            epoch_stats = _EpochStats()
-            total = None if steps_per_epoch is None else steps_per_epoch - batch_index
-            with RunProgress(
-                f"epoch {epoch + 1}/{config.epochs}",
-                total=None if total is None else total * config.batch_size,
-                unit="obj",
-            ) as bar:
-                sink.bar = bar
-                tick = time.perf_counter()
-                for batch in loader.epoch(epoch, skip=batch_index):
-                    lr = lr_at(config, epoch, batch_index, steps_per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    losses = compute_loss(
-                        point_model, image_model, batch, generator, config, amp_dtype
+    with (
+        open(run_dir / METRICS_FILE, "a", encoding="utf-8") as metrics,
+        deferred_interrupts() as stop,
+    ):
+        try:
+            while epoch < config.epochs and not at_max_steps() and not stop:
+                epoch_stats = _EpochStats()
+                total = None if steps_per_epoch is None else steps_per_epoch - batch_index
+                with RunProgress(
+                    f"epoch {epoch + 1}/{config.epochs}",
+                    total=None if total is None else total * config.batch_size,
+                    unit="obj",
+                ) as bar:
+                    sink.bar = bar
+                    tick = time.perf_counter()
+                    for batch in loader.epoch(epoch, skip=batch_index):
+                        if stop:  # signalled while the batch was read: leave it for resume
+                            break
+                        lr = lr_at(config, epoch, batch_index, steps_per_epoch)
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr
+                        losses = compute_loss(
+                            point_model, image_model, batch, generator, config, amp_dtype
+                        )
+                        values = {name: value.detach().item() for name, value in losses.items()}
+                        if not math.isfinite(values["loss"]):
+                            stop_non_finite(
+                                f"non-finite loss ({values['loss']}) at step {step + 1}",
+                                epoch + 1,
+                            )
+                        optimizer.zero_grad(set_to_none=True)
+                        scaler.scale(losses["loss"]).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                        step += 1
+                        batch_index += 1
+                        now = time.perf_counter()
+                        seconds, tick = now - tick, now
+                        epoch_stats.add(values, len(batch), seconds)
+                        run_samples += len(batch)
+                        run_seconds += seconds
+                        last_values = values
+                        record = {"step": step, "epoch": epoch + 1, **values, "lr": lr}
+                        record["samples_per_s"] = len(batch) / seconds if seconds > 0 else None
+                        metrics.write(json.dumps(record) + "\n")
+                        metrics.flush()
+                        bar.advance(n=len(batch))
+                        if step % config.log_every_steps == 0:
+                            bar.note(
+                                f"step {step}: loss {values['loss']:.4f} "
+                                f"(imid {values['imid']:.4f}, cmid {values['cmid']:.4f}), "
+                                f"lr {lr:.3g}, {len(batch) / max(seconds, 1e-9):.1f} obj/s"
+                            )
+                        if at_max_steps():
+                            stopped = "max_steps"
+                            break
+                        if stop:
+                            break
+                        if step % config.checkpoint_every_steps == 0:
+                            checkpoint(last_path)
+                            last_saved = step
+                    sink.bar = None
+                # (A resumed epoch may have nothing left: its last batch was trained on.)
+                if epoch_stats.steps == 0 and batch_index == 0 and not stop:
+                    raise TrainingError(
+                        f"{shard_set.spec}: no training batch could be read in epoch "
+                        f"{epoch + 1} ({len(sink.seen)} failure(s), see {sink.log.path})"
                     )
-                    values = {name: value.detach().item() for name, value in losses.items()}
-                    if not math.isfinite(values["loss"]):
-                        stop_non_finite(
-                            f"non-finite loss ({values['loss']}) at step {step + 1}", epoch + 1
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(losses["loss"]).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    step += 1
-                    batch_index += 1
-                    now = time.perf_counter()
-                    seconds, tick = now - tick, now
-                    epoch_stats.add(values, len(batch), seconds)
-                    run_samples += len(batch)
-                    run_seconds += seconds
-                    last_values = values
-                    record = {"step": step, "epoch": epoch + 1, **values, "lr": lr}
-                    record["samples_per_s"] = len(batch) / seconds if seconds > 0 else None
-                    metrics.write(json.dumps(record) + "\n")
-                    metrics.flush()
-                    bar.advance(n=len(batch))
-                    if step % config.log_every_steps == 0:
-                        bar.note(
-                            f"step {step}: loss {values['loss']:.4f} (imid {values['imid']:.4f}, "
-                            f"cmid {values['cmid']:.4f}), lr {lr:.3g}, "
-                            f"{len(batch) / max(seconds, 1e-9):.1f} obj/s"
-                        )
-                    if at_max_steps():
-                        stopped = "max_steps"
-                        break
-                    if step % config.checkpoint_every_steps == 0:
-                        checkpoint(last_path)
-                        last_saved = step
-                sink.bar = None
-            # (A resumed epoch may have nothing left: its last batch was trained on.)
-            if epoch_stats.steps == 0 and batch_index == 0:
-                raise TrainingError(
-                    f"{shard_set.spec}: no training batch could be read in epoch {epoch + 1} "
-                    f"({len(sink.seen)} failure(s), see {sink.log.path})"
-                )
-            complete = stopped != "max_steps" or batch_index == steps_per_epoch
-            err.print(
-                f"epoch {epoch + 1}{'' if complete else ' (partial)'}: {epoch_stats.steps} "
-                f"steps, loss {epoch_stats.mean('loss'):.4f} "
-                f"(imid {epoch_stats.mean('imid'):.4f}, cmid {epoch_stats.mean('cmid'):.4f}), "
-                f"{epoch_stats.samples / max(epoch_stats.seconds, 1e-9):.1f} obj/s",
-                highlight=False,
-            )
-            if complete:
-                if steps_per_epoch is not None and batch_index < steps_per_epoch:
+                complete = (stopped == "done" and not stop) or batch_index == steps_per_epoch
+                if epoch_stats.steps:
                     err.print(
-                        f"[yellow]note[/yellow] epoch {epoch + 1} ended after {batch_index} of "
-                        f"{steps_per_epoch} batches (too few readable samples)"
+                        f"epoch {epoch + 1}{'' if complete else ' (partial)'}: "
+                        f"{epoch_stats.steps} steps, loss {epoch_stats.mean('loss'):.4f} "
+                        f"(imid {epoch_stats.mean('imid'):.4f}, "
+                        f"cmid {epoch_stats.mean('cmid'):.4f}), "
+                        f"{epoch_stats.samples / max(epoch_stats.seconds, 1e-9):.1f} obj/s",
+                        highlight=False,
                     )
-                epoch, batch_index = epoch + 1, 0
-                if probe is not None and (
-                    epoch % config.probe_every == 0 or epoch == config.epochs
-                ):
-                    run_probe(epoch)  # before last.pt: a run killed here re-probes on resume
-            checkpoint(last_path)
-            last_saved = step
-            if complete and epoch % config.checkpoint_every_epochs == 0:
-                checkpoint(run_dir / epoch_checkpoint_name(epoch))
+                if complete:
+                    if steps_per_epoch is not None and batch_index < steps_per_epoch:
+                        err.print(
+                            f"[yellow]note[/yellow] epoch {epoch + 1} ended after {batch_index} "
+                            f"of {steps_per_epoch} batches (too few readable samples)"
+                        )
+                    epoch, batch_index = epoch + 1, 0
+                    if probe is not None and (
+                        epoch % config.probe_every == 0 or epoch == config.epochs
+                    ):
+                        run_probe(epoch)  # before last.pt: a run killed here re-probes on resume
+                checkpoint(last_path)
+                last_saved = step
+                if complete and epoch % config.checkpoint_every_epochs == 0:
+                    checkpoint(run_dir / epoch_checkpoint_name(epoch))
+        except Interrupted as again:
+            kept = (
+                f"{last_path} holds step {last_saved}; resume with --resume"
+                if last_saved is not None
+                else "no checkpoint had been written"
+            )
+            raise Interrupted(f"{again} at step {step}; {kept}", again.signum) from None
+        if stop and stopped == "done" and epoch < config.epochs:
+            raise Interrupted(f"interrupted at step {step}; resume with --resume", stop.signum)
 
+    final = _final_figures(run_dir / METRICS_FILE, epoch) if finished else (None, None)
     return {
         "run_dir": str(run_dir),
         "device": str(device),
         "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype else "off",
-        "stopped": stopped,
+        "stopped": "complete" if finished else stopped,
         "steps": step,
         "epochs_completed": epoch,
         "steps_per_epoch": steps_per_epoch,
         "loss": last_values.get("loss"),
-        "epoch_loss": epoch_stats.mean("loss") if epoch_stats.steps else None,
-        "samples_per_s": run_samples / run_seconds if run_seconds > 0 else None,
+        "epoch_loss": epoch_stats.mean("loss") if epoch_stats.steps else final[0],
+        "samples_per_s": run_samples / run_seconds if run_seconds > 0 else final[1],
         "elapsed_s": time.perf_counter() - started,
         "data_failures": len(sink.seen),
         "last_checkpoint": str(last_path) if last_path.exists() else None,

@@ -82,17 +82,85 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_load_refuses_foreign_files(tmp_path: Path) -> None:
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pt: cannot load"):
-        load_checkpoint(tmp_path / "junk.pt")
-    torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
-    with pytest.raises(CheckpointError, match="plain.pt: not an xpt"):
-        load_checkpoint(tmp_path / "plain.pt")
-    torch.save({"format": "xpt-pretrain", "obj": _Unsafe()}, tmp_path / "pickled.pt")
-    with pytest.raises(CheckpointError, match="pickled.pt: cannot load"):  # weights_only refuses
-        load_checkpoint(tmp_path / "pickled.pt")
+def _good_checkpoint(path: Path) -> Path:
+    model, optimizer, scaler, generator = _parts(0)
+    state = make_checkpoint(
+        models={"point": model},
+        optimizer=optimizer,
+        scaler=scaler,
+        schedule={"kind": "epoch", "base_lr": 1e-3, "t_max": 2, "unit": "epoch"},
+        position={"step": 1, "epoch": 0, "batch": 1},
+        generator=generator,
+        config={"backbone": "pointnet", "emb_dims": 4, "proj_dim": 2},
+        metrics={"loss": 1.0},
+    )
+    return save_checkpoint(state, path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "not a readable PyTorch checkpoint: an empty file (0 bytes)"),
+        ("truncated", "not a readable PyTorch checkpoint: truncated ("),
+        ("text", "not a readable PyTorch checkpoint: a text file (it starts 'not a checkpoint')"),
+        ("bytes", "not a readable PyTorch checkpoint: unknown bytes (it starts b'\\x00\\x01"),
+        ("pickled", "Python objects that weights-only loading refuses (Unsupported global"),
+        ("plain", "a PyTorch file, but not an xpt checkpoint (a state dict of 1 tensor(s): w)"),
+        ("list", "a PyTorch file, but not an xpt checkpoint (a list)"),
+        ("incomplete", "an incomplete xpt checkpoint (no optimizer, rng)"),
+        ("folder", "a folder, not a file"),
+    ],
+)
+def test_unusable_files_are_named_and_described(tmp_path: Path, kind: str, message: str) -> None:
+    path = tmp_path / "last.pt"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        data = _good_checkpoint(path).read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "text":
+        path.write_text("not a checkpoint\nat all\n")
+    elif kind == "bytes":
+        path.write_bytes(bytes(range(64)))
+    elif kind == "pickled":
+        torch.save({"format": "xpt-pretrain", "obj": _Unsafe()}, path)
+    elif kind == "plain":
+        torch.save({"w": torch.zeros(1)}, path)
+    elif kind == "list":
+        torch.save([1, 2], path)
+    elif kind == "incomplete":
+        state = torch.load(_good_checkpoint(path), weights_only=True)
+        del state["optimizer"], state["rng"]
+        torch.save(state, path)
+    else:
+        path.mkdir()
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    said = str(caught.value)
+    assert said.startswith(f"{path}: ") and message in said, said
+    assert "\n" not in said
     assert epoch_checkpoint_name(7) == "epoch_007.pt"
+
+
+def test_weights_that_do_not_fit_name_the_first_mismatch(tmp_path: Path) -> None:
+    state = load_checkpoint(_good_checkpoint(tmp_path / "last.pt"))
+    model = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Linear(5, 2))  # 5, not 4
+    _, optimizer, scaler, generator = _parts(0)
+    with pytest.raises(CheckpointError) as caught:
+        restore_checkpoint(
+            state,
+            models={"point": model},
+            optimizer=optimizer,
+            scaler=scaler,
+            generator=generator,
+            path=tmp_path / "last.pt",
+        )
+    said = str(caught.value)
+    assert said.startswith(
+        f"{tmp_path / 'last.pt'}: its point encoder weights do not fit the "
+        "model settings (backbone 'pointnet', emb_dims 4, proj_dim 2): "
+        "size mismatch for 0.weight"
+    ), said
 
 
 class _Unsafe:

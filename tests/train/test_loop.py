@@ -165,10 +165,16 @@ def test_skipped_data_is_recorded_once(make_shards, tmp_path: Path, tiny_setting
     run = tmp_path / "run"
     summary = pretrain(PretrainConfig(**tiny_settings, epochs=2, loss="imid"), shards, run)
     failures = [json.loads(x) for x in (run / "failures.jsonl").read_text().splitlines()]
-    assert summary["data_failures"] == len(failures) >= 1
-    assert {f["id"] for f in failures} >= {"train-000001.tar"}
-    assert all(f["stage"] == "pretrain-data" for f in failures)
-    assert len({(f["id"], f["reason"]) for f in failures}) == len(failures)  # no repeats
+    # One record: the shard, by name (not its cut-off object, nor webdataset's second report).
+    assert failures == [
+        {
+            "id": "train-000001.tar",
+            "path": str(shards / "train-000001.tar"),
+            "stage": "pretrain-data",
+            "reason": "truncated: the tar data ends inside a member (unexpected end of data)",
+        }
+    ]
+    assert summary["data_failures"] == 1
     assert all(r["cmid"] == 0.0 and r["loss"] == r["imid"] for r in _metrics(run))
 
 
@@ -268,3 +274,87 @@ def test_resume_with_changed_settings_warns_that_it_is_not_exact(
     assert "not be an exact continuation" in said
     assert "batch_size" not in said
     assert [r["step"] for r in _metrics(run)] == list(range(1, 7))
+
+
+def test_the_default_schedule_trains_one_epoch_at_the_base_lr(
+    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture, tiny_settings: dict
+) -> None:
+    assert PretrainConfig().lr_schedule == "epoch"
+    pretrain(PretrainConfig(**tiny_settings, epochs=1, lr=2e-3), tiny_shards, tmp_path / "a")
+    assert [r["lr"] for r in _metrics(tmp_path / "a")] == [2e-3] * 3
+    assert "lr 0" not in capsys.readouterr().err
+
+    release = PretrainConfig(**tiny_settings, epochs=1, lr_schedule="release")
+    pretrain(release, tiny_shards, tmp_path / "b")
+    assert [r["lr"] for r in _metrics(tmp_path / "b")] == [0.0] * 3
+    said = " ".join(capsys.readouterr().err.split())
+    assert "lr_schedule 'release' trains its last epoch at lr 0" in said
+    assert "epoch 1 of 1): the weights will not change; use --lr-schedule epoch" in said
+    assert loop.never_trains(PretrainConfig(epochs=3, lr_schedule="release"), 2)
+    assert not loop.never_trains(PretrainConfig(epochs=3, lr_schedule="release"), 1)
+    assert not loop.never_trains(PretrainConfig(epochs=1, lr_schedule="step"), 0)
+
+
+def test_a_fresh_run_cleans_checkpointless_leftovers_and_refuses_the_rest(
+    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture, tiny_settings: dict
+) -> None:
+    config = PretrainConfig(**tiny_settings, epochs=2, checkpoint_every_epochs=1)
+    run = tmp_path / "run"
+    pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 2}), tiny_shards, run)
+    (run / "last.pt").unlink()  # as if killed (SIGKILL) before its first checkpoint
+    (run / ".tmp-last.pt.abc123").write_bytes(b"PK half")
+    capsys.readouterr()
+    pretrain(PretrainConfig(**{**config.to_dict(), "max_steps": 1}), tiny_shards, run)
+    said = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"{run}: removed config.json, metrics.jsonl, .tmp-last.pt.abc123 of an earlier run "
+        "stopped before its first checkpoint (2 step(s), none resumable); starting afresh"
+    ) in said
+    assert [r["step"] for r in _metrics(run)] == [1]  # nothing appended to the old lines
+
+    pretrain(config, tiny_shards, tmp_path / "done")
+    (tmp_path / "done" / "last.pt").unlink()
+    with pytest.raises(TrainingError) as caught:
+        pretrain(config, tiny_shards, tmp_path / "done")
+    assert str(caught.value) == (
+        f"{tmp_path / 'done'}: holds checkpoints (epoch_001.pt, epoch_002.pt) but no last.pt; "
+        "copy one of them to last.pt and pass --resume, or choose another --out"
+    )
+    with pytest.raises(TrainingError) as caught:
+        pretrain(config, tiny_shards, tmp_path / "done", resume=True)
+    assert str(caught.value) == (
+        f"{tmp_path / 'done'}: nothing to resume (no last.pt); {tmp_path / 'done'}/epoch_002.pt "
+        "(step 6) is readable: copy it to last.pt to resume from there"
+    )
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model": "something else"}')
+    (foreign / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(TrainingError, match="holds config.json, metrics.jsonl but no last.pt"):
+        pretrain(config, tiny_shards, foreign)
+    assert (foreign / "config.json").read_text() == '{"model": "something else"}'
+
+
+def test_resuming_a_finished_run_says_so_and_shows_its_figures(
+    tiny_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture, tiny_settings: dict
+) -> None:
+    config = PretrainConfig(**tiny_settings, epochs=2)
+    run = tmp_path / "run"
+    first = pretrain(config, tiny_shards, run)
+    before = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    again = pretrain(config, tiny_shards, run, resume=True)
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{run} is already complete (2 of 2 epochs, step 6); nothing to train" in said
+    assert "resuming /" not in said and "epoch 3" not in said
+    assert (run / "metrics.jsonl").read_text() == before
+    rows = _metrics(run)
+    assert again["stopped"] == "complete"
+    assert (again["steps"], again["epochs_completed"]) == (6, 2)
+    assert again["loss"] == first["loss"] == rows[-1]["loss"]
+    assert again["epoch_loss"] == pytest.approx(first["epoch_loss"], rel=1e-12)
+    assert again["samples_per_s"] == pytest.approx(
+        sum(r["samples_per_s"] for r in rows[3:]) / 3, rel=1e-12
+    )
+    assert again["last_checkpoint"] == str(run / "last.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,90 @@ def test_help_defaults_match_the_config() -> None:
         field = names.get(option, option.replace("-", "_"))
         if hasattr(defaults, field):
             assert str(getattr(defaults, field)) == shown, option
+
+
+@pytest.fixture(scope="module")
+def finished_run(one_thread: None, tiny_shards: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A finished 2-epoch run (6 steps) with epoch_001.pt, epoch_002.pt and last.pt."""
+    (tmp_path_factory.getbasetemp() / "cli.toml").write_text(TOML)
+    run = tmp_path_factory.mktemp("finished") / "run"
+    result = _invoke(
+        tiny_shards, "--out", run, "--config", tmp_path_factory.getbasetemp() / "cli.toml",
+        "--epochs", "2", "--emb-dims", "32", "--checkpoint-every-epochs", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def _corrupt(path: Path, kind: str) -> None:
+    """Replace the checkpoint at ``path`` by one of the broken kinds a user meets."""
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif kind == "text":
+        path.write_text("version https://git-lfs.github.com/spec/v1\n")
+    elif kind == "foreign":
+        torch.save({"state_dict": {"w": torch.zeros(1)}}, path)
+    else:  # weights of another model size under this run's settings
+        state = torch.load(path, weights_only=True)
+        state["models"]["point"]["head.fc2.weight"] = torch.zeros(7, 7)
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [
+        ("empty", "not a readable PyTorch checkpoint: an empty file (0 bytes)"),
+        ("truncated", "not a readable PyTorch checkpoint: truncated (1000 bytes;"),
+        ("text", "not a readable PyTorch checkpoint: a text file (it starts 'version https:"),
+        ("foreign", "a PyTorch file, but not an xpt checkpoint (a dict with keys state_dict)"),
+        ("shape", "its point encoder weights do not fit the model settings (backbone "
+                  "'pointnet', emb_dims 32, proj_dim 256): size mismatch for head.fc2.weight"),
+    ],
+)  # fmt: skip
+def test_a_broken_last_pt_is_described_and_an_epoch_checkpoint_offered(
+    finished_run: Path, tiny_shards: Path, tmp_path: Path, kind: str, what: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    _corrupt(run / "last.pt", kind)
+    result = _invoke(tiny_shards, "--out", run, "--resume", "--epochs", "3")
+    said = _said(result)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"error {run}/last.pt: {what}" in said, said
+    assert f"{run}/epoch_002.pt (step 6) is readable: copy it to last.pt to resume" in said
+
+    _corrupt(run / "epoch_002.pt", "truncated")
+    said = _said(_invoke(tiny_shards, "--out", run, "--resume", "--epochs", "3"))
+    assert f"{run}/epoch_001.pt (step 3) is readable" in said
+    (run / "epoch_001.pt").write_bytes(b"")
+    said = _said(_invoke(tiny_shards, "--out", run, "--resume", "--epochs", "3"))
+    assert "no readable epoch_XXX.pt to resume from instead" in said
+
+
+def test_resume_with_other_model_settings_is_refused(finished_run: Path, tiny_shards: Path) -> None:
+    result = _invoke(tiny_shards, "--out", finished_run, "--resume", "--emb-dims", "64")
+    assert result.exit_code == 1
+    assert (
+        f"{finished_run}/last.pt: written with other model settings than asked for: "
+        "emb_dims 32 -> 64; resume with the run's own settings or choose another --out"
+    ) in _said(result)
+
+
+def test_resuming_a_finished_run_shows_its_final_figures(
+    finished_run: Path, tiny_shards: Path
+) -> None:
+    before = (finished_run / "metrics.jsonl").read_text()
+    result = _invoke(tiny_shards, "--out", finished_run, "--resume", "--json", "-")
+    assert result.exit_code == 0, result.output
+    said = _said(result)
+    assert f"{finished_run} is already complete (2 of 2 epochs, step 6); nothing to train" in said
+    assert "epoch 3" not in said
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    rows = [json.loads(line) for line in before.splitlines()]
+    assert summary["stopped"] == "complete" and summary["steps"] == 6
+    assert summary["loss"] == rows[-1]["loss"]
+    assert summary["epoch_loss"] == pytest.approx(sum(r["loss"] for r in rows[3:]) / 3)
+    assert None not in (summary["samples_per_s"], summary["last_checkpoint"])
+    assert (finished_run / "metrics.jsonl").read_text() == before

@@ -44,9 +44,9 @@ class ProbeSplit(str, Enum):
 
 
 class Schedule(str, Enum):
-    release = "release"
     epoch = "epoch"
     step = "step"
+    release = "release"
 
 
 def pretrain(
@@ -79,8 +79,10 @@ def pretrain(
     lr_schedule: Annotated[
         Schedule | None,
         typer.Option(
-            help="Cosine annealing: 'release' (stepped before each epoch, as the released "
-            "code), 'epoch' or 'step'. (default: release)"
+            help="Cosine annealing from --lr to 0 over the epochs: 'epoch' (epoch e of E at "
+            "the value of e/E, the first at --lr), 'step' (per optimiser step), or 'release' "
+            "(the published code's off-by-one: e+1/E, so the last epoch trains at lr 0, and "
+            "all of a 1-epoch run). (default: epoch)"
         ),
     ] = None,
     points: Annotated[int | None, typer.Option(help="Points per cloud. (default: 2048)")] = None,
@@ -149,12 +151,18 @@ def pretrain(
     Settings: the paper's defaults, then --config, then the options given.
 
     With --resume the run's config.json replaces the defaults, less its max_steps.
+
+    Ctrl-C or SIGTERM finishes the current step, writes last.pt and exits 130 / 143;
+    --resume then continues exactly (a second signal stops at once, keeping the last
+    complete checkpoint). A fresh run refuses a --out holding checkpoints and removes the
+    leftovers of a run stopped before its first checkpoint.
     """
     from dataclasses import replace
 
     from xpt.benchmarks.datasets import DatasetError
     from xpt.benchmarks.probe import build_probe
     from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.interrupts import Interrupted
     from xpt.train.checkpoint import CheckpointError
     from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
     from xpt.train.data import ShardSpecError
@@ -199,5 +207,8 @@ def pretrain(
     except (ValueError, TrainingError, CheckpointError, ShardSpecError, DatasetError) as error:
         err.print(f"[red]error[/red] {error}", highlight=False)
         raise typer.Exit(code=1) from error
+    except Interrupted as stopped:
+        err.print(str(stopped), highlight=False)
+        raise typer.Exit(code=stopped.exit_code) from None
     print_table("xpt pretrain", summary)
     write_json_report(json_path, summary)

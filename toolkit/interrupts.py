@@ -1,0 +1,90 @@
+"""Stopping long work cleanly on Ctrl-C (SIGINT) or SIGTERM (what batch schedulers such as
+SLURM send before they preempt or cancel a job).
+
+Inside :func:`deferred_interrupts` the first signal only sets a flag that the work checks
+at a safe point (after a training step, between objects), so it can save what it has done
+and stop; a second signal raises :class:`Interrupted` at once, which still unwinds through
+the atomic writers (``xpt.toolkit.fsio``), so no half-written file is left under a final
+name. The shell convention for the exit status is 128 + the signal number: 130 for SIGINT,
+143 for SIGTERM.
+
+Worker processes (DataLoader workers, process pools) call :func:`ignore_interrupts` first:
+a terminal's Ctrl-C goes to the whole process group and a scheduler's SIGTERM to every
+process of the job, but only the main process should decide when to stop (workers that
+die mid-read would print tracebacks and fail the main process's next read).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal; the message says where and what was kept."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+class StopRequest:
+    """Set by the first SIGINT/SIGTERM inside :func:`deferred_interrupts`; true once set."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        """The signal's name ("SIGINT", "SIGTERM"), or "" before any."""
+        return "" if self.signum is None else signal.Signals(self.signum).name
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[StopRequest]:
+    """Defer SIGINT and SIGTERM to safe points of the body; the previous handlers are
+    restored on exit.
+
+    The first signal sets the yielded :class:`StopRequest`; a second one (of either kind)
+    raises :class:`Interrupted` wherever the body is. Outside the main thread, where Python
+    cannot handle signals, nothing is installed and the request is never set.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if request:
+            raise Interrupted(f"{signal.Signals(signum).name} again: stopped at once", signum)
+        request.signum = signum
+
+    previous = {s: signal.signal(s, handle) for s in SIGNALS}
+    try:
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def ignore_interrupts(*_: object) -> None:
+    """Ignore SIGINT and SIGTERM in this (worker) process: the main process stops it.
+
+    Takes and ignores any arguments, so it can be a DataLoader ``worker_init_fn`` or a pool
+    ``initializer`` as it is.
+    """
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
