@@ -533,7 +533,8 @@ def _read_shard(shard: Path, expected: int) -> list[_ShardCloud]:
 
 
 def load_shards(path: str | os.PathLike) -> EvalDataset:
-    """A labelled ``xpt shard`` set: train = its train split, test = its val split.
+    """A labelled ``xpt shard`` set: train = its train split, test = its test split when
+    it has one (a source's own, e.g. ModelNet's), else its val split.
 
     Each cloud is re-normalised as ModelNet h5 clouds are (centred on the mean, max radius
     1). Labels are renumbered 0..K-1 in label order when the set's labels have gaps (a set
@@ -547,17 +548,18 @@ def load_shards(path: str | os.PathLike) -> EvalDataset:
         manifest = read_manifest(folder)
     except ManifestError as error:
         raise DatasetError(" ".join(str(error).split())) from None
+    infos = manifest_shards(manifest)
+    held_out = "test" if infos["test"] else "val"
     notes = [
-        "test = the shard set's val split",
+        f"test = the shard set's {held_out} split",
         "points re-normalised per cloud: centred on the mean, max radius 1 (as ModelNet h5)",
     ]
     if manifest.get("complete") is False:
         notes.append("the shard set is incomplete (an interrupted `xpt shard` run)")
-    infos = manifest_shards(manifest)
     per_split: dict[str, list[tuple[Path, list[_ShardCloud]]]] = {}
     first: tuple[Path, _ShardCloud] | None = None
     named: dict[int, tuple[str, Path, str]] = {}  # label -> (name, shard, key) where first seen
-    for split, shard_split in zip(SPLITS, ("train", "val"), strict=True):
+    for split, shard_split in zip(SPLITS, ("train", held_out), strict=True):
         if not infos[shard_split]:
             raise _error(folder / MANIFEST, f"lists no {shard_split} shards")
         per_split[split] = []

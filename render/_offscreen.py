@@ -11,14 +11,17 @@ first. The changes (compatibility shims with pyrender 0.1.45 / PyOpenGL 3.1.0):
    loops over point, spot and directional lights) a view costs about 2.5x the CPU time it
    costs with the shader here on Mesa's software rasteriser. xpt replaces it with
    :data:`MESH_FRAG`: Lambert diffuse plus a faint Blinn-Phong highlight from directional
-   lights, ambient light, base colour x vertex colour x sRGB texture, gamma 2.2, under the
+   lights, ambient light, base colour x vertex colour x sRGB texture, a tone shoulder that keeps
+   light colours below white (``xpt.render.scene.TONE_KNEE``), gamma 2.2, under the
    same uniform and input names, so pyrender's renderer drives it unchanged. It also
    lights back faces with their flipped normal (two-sided lighting), so meshes with
    inconsistent winding (common in ShapeNet) shade correctly with culling off.
 3. ``mesh.vert`` computes the normal matrix as ``transpose(inverse(M))`` per vertex; our
    meshes are baked into the normalised frame and drawn with identity model matrices, so
    ``M`` itself is the normal matrix (it would also be for any rotation + uniform scale).
-4. Blending keeps alpha a coverage value: pyrender's ``glBlendFunc(SRC_ALPHA,
+4. Reproducible draw order: translucent meshes far to near by their bounding-box centre,
+   ties broken by node name (pyrender leaves ties in a set's order, different every run).
+5. Blending keeps alpha a coverage value: pyrender's ``glBlendFunc(SRC_ALPHA,
    ONE_MINUS_SRC_ALPHA)`` also blends alpha with itself (a^2 + ...); ``glBlendFuncSeparate``
    gives the "over" operator for alpha, so colour stays premultiplied by coverage.
 """
@@ -39,6 +42,8 @@ from OpenGL import GL
 from pyrender import renderer as _pyrender_renderer
 from pyrender.constants import RenderFlags
 from pyrender.shader_program import ShaderProgramCache
+
+from xpt.render.scene import TONE_KNEE, TONE_WHITE
 
 _PATCHES = {
     "mesh.vert": ("mat4 N = transpose(inverse(M * inst_m));", "mat4 N = M * inst_m;"),
@@ -74,8 +79,12 @@ out vec4 frag_color;
 
 const float PI = 3.141592653589793;
 const float SPECULAR = 0.06;
-const float SHININESS = 24.0;
-
+const float SHININESS = 64.0;
+"""
+MESH_FRAG += f"""const float TONE_KNEE = {TONE_KNEE:.6f};
+const float TONE_WHITE = {TONE_WHITE:.6f};
+"""
+MESH_FRAG += """
 void main()
 {
     vec4 base = material.base_color_factor;
@@ -97,6 +106,10 @@ void main()
         vec3 radiance = directional_lights[i].intensity * directional_lights[i].color;
         color += radiance * nl * (base.rgb / PI + SPECULAR * pow(nh, SHININESS));
     }
+    // Identity below TONE_KNEE, then a shoulder with slope 1 at the knee towards TONE_WHITE.
+    vec3 over = max(color - TONE_KNEE, 0.0);
+    float room = TONE_WHITE - TONE_KNEE;
+    color = min(color, TONE_KNEE) + room * (1.0 - exp(-over / room));
     frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), base.a);
 }
 """
@@ -186,6 +199,29 @@ class _ReadbackRenderer(pyrender.Renderer):
         self._program_cache = ShaderProgramCache(shader_dir=patched_shader_dir())
         self.output_size = (width, height)
         self.read_depth = False
+
+    def _sorted_mesh_nodes(self, scene: pyrender.Scene) -> list[pyrender.Node]:
+        """Opaque nodes, then translucent ones far to near, in a reproducible order.
+
+        pyrender sorts by the distance of each node's origin and leaves ties in the order
+        of a set of nodes (which changes from run to run), so translucent parts that share
+        an origin blended differently on every run. Here the distance is that of each
+        mesh's bounding-box centre, and ties are broken by node name.
+        """
+        eye = scene.get_pose(scene.main_camera_node)[:3, 3]
+
+        def key(node: pyrender.Node) -> tuple[float, str]:
+            # Primitive bounds are cached (pyrender's Mesh.bounds fails under NumPy 2).
+            bounds = np.array([primitive.bounds for primitive in node.mesh.primitives])
+            centre = (bounds[:, 0].min(axis=0) + bounds[:, 1].max(axis=0)) / 2.0
+            pose = scene.get_pose(node)
+            centre = pose[:3, :3] @ centre + pose[:3, 3]
+            return -float(np.linalg.norm(centre - eye)), node.name or ""
+
+        nodes = sorted(scene.mesh_nodes, key=key)
+        return [n for n in nodes if not n.mesh.is_transparent] + [
+            n for n in nodes if n.mesh.is_transparent
+        ]
 
     def _configure_main_framebuffer(self) -> None:
         # pyrender draws into ``_main_fb_ms`` and reads from ``_main_fb``; here the first is

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 RIGS = ("r2n2", "ring", "sphere")
-BACKGROUNDS = ("white", "transparent")
+BACKGROUNDS = ("white", "grey", "transparent")
 BACKENDS = ("egl", "osmesa")
 
 # 3D-R2N2's ShapeNetRendering: Blender's default 35 mm lens on a 32 mm sensor, i.e. a focal
@@ -28,7 +28,9 @@ class RenderConfig:
     the camera distance in the normalised frame is ``3.5 * distance_ratio``, R2N2's
     convention. ``antialias`` draws at twice the size and averages 2x2 blocks (4 samples
     per pixel; on a software rasteriser about 1.6x the cost of no anti-aliasing).
-    ``time_limit`` is the wall-clock budget per object in seconds.
+    ``time_limit`` is the wall-clock budget per object in seconds. ``up_axis`` is the up
+    axis of the source's mesh files (``auto``: the source's default, ModelNet +Z, others
+    +Y); meshes are rotated from it to +Y before anything is normalised.
     """
 
     rig: str = "r2n2"
@@ -45,8 +47,12 @@ class RenderConfig:
     elevation: float = 30.0
     distance_ratio: float = 0.8
     png_compress_level: int = 1
+    up_axis: str = "auto"
 
     def __post_init__(self) -> None:
+        from xpt.toolkit.meshes.geometry import check_up_axis
+
+        check_up_axis(self.up_axis)
         if self.rig not in RIGS:
             raise ValueError(f"rig must be one of {', '.join(RIGS)}, got {self.rig!r}")
         if self.background not in BACKGROUNDS:

@@ -87,8 +87,14 @@ def depth_png_array(depth: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(depth * DEPTH_SCALE), 0, 65535).astype(np.uint16)
 
 
-def cameras_document(obj: MeshObject, result: RenderResult, config: RenderConfig) -> dict:
-    """The content of ``cameras.json``."""
+def cameras_document(
+    obj: MeshObject, result: RenderResult, config: RenderConfig, source_up_axis: str = UP_AXIS
+) -> dict:
+    """The content of ``cameras.json``.
+
+    ``up_axis`` is the frame's (always +Y); ``source_up_axis`` the mesh file's, from which
+    it was rotated to +Y before ``normalization`` was computed.
+    """
     views = [{"file": view_name(i), **camera} for i, camera in enumerate(result.cameras)]
     document = {
         "format_version": FORMAT_VERSION,
@@ -98,8 +104,10 @@ def cameras_document(obj: MeshObject, result: RenderResult, config: RenderConfig
         "category_id": obj.category_id,
         "category_name": obj.category_name,
         "model_id": obj.model_id,
+        "split": obj.split,
         "seed": config.seed,
         "up_axis": UP_AXIS,
+        "source_up_axis": source_up_axis,
         "conventions": CONVENTIONS,
         "normalization": result.normalization.to_json(),
         "settings": config.output_settings(),
@@ -119,7 +127,11 @@ def cameras_document(obj: MeshObject, result: RenderResult, config: RenderConfig
 
 
 def write_object(
-    folder: str | os.PathLike, obj: MeshObject, result: RenderResult, config: RenderConfig
+    folder: str | os.PathLike,
+    obj: MeshObject,
+    result: RenderResult,
+    config: RenderConfig,
+    source_up_axis: str = UP_AXIS,
 ) -> None:
     """Write every output of one object into ``folder`` atomically (temp folder, rename)."""
     level = config.png_compress_level
@@ -140,7 +152,7 @@ def write_object(
             for i, mask in enumerate(result.mask):
                 image = mask.astype(np.uint8) * 255
                 (tmp / "mask" / view_name(i)).write_bytes(encode_png(image, level))
-        document = cameras_document(obj, result, config)
+        document = cameras_document(obj, result, config, source_up_axis)
         text = json.dumps(document, indent=1, sort_keys=True) + "\n"
         (rendering / CAMERAS_FILE).write_text(text, encoding="utf-8")
 

@@ -4,7 +4,7 @@ Every object is rendered in a worker process (``spawn`` start method: GL context
 do not mix); each worker opens one GL context and keeps it for all its objects. The parent
 never touches OpenGL. It hands one object at a time to each worker and enforces the time
 limit: a worker still busy with an object past its deadline is killed, the object is
-recorded as failed with reason "time limit", and a fresh worker takes its place. A worker
+recorded as failed with reason "time limit: ...", and a fresh worker takes its place. A worker
 that dies (e.g. a crash inside a GL driver) costs only the object it was working on.
 
 Workers write each object folder themselves (atomically); the parent appends
@@ -42,6 +42,7 @@ from xpt.toolkit.meshes.objects import MeshObject
 
 if TYPE_CHECKING:
     from xpt.render.renderer import ObjectRenderer
+    from xpt.toolkit.meshes.sources import Unread
 
 DEFAULT_JOB = "xpt.render.pool:render_job"
 TIME_LIMIT_REASON = "time limit"
@@ -70,6 +71,7 @@ class RenderSummary:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    unread: int = 0  # entries named like meshes that the source cannot read (recorded too)
     views: int = 0
     seconds: float = 0.0
     views_per_second: float = 0.0
@@ -77,10 +79,17 @@ class RenderSummary:
     backend: str = "egl"
     workers: int = 0
     out: str = ""
+    layout: str = ""
+    note: str | None = None  # what layout detection wants the user to know
     failures: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when objects were to be rendered and every one of them failed."""
+        return self.failed > 0 and self.done == 0 and self.skipped == 0
 
 
 def describe(exc: BaseException) -> str:
@@ -96,7 +105,7 @@ def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: Ren
     from xpt.toolkit.meshes.load import MeshError, load_object
 
     try:
-        loaded = load_object(obj)
+        loaded = load_object(obj, up_axis=config.up_axis)
     except MeshError as exc:
         raise JobError("load", exc.reason) from None
     try:
@@ -109,7 +118,7 @@ def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: Ren
         raise JobError(STAGE, reason, reset=is_gl) from None
     result.warnings = [*loaded.warnings, *result.warnings]
     try:
-        write_object(object_dir(out, obj), obj, result, config)
+        write_object(object_dir(out, obj), obj, result, config, loaded.source_up_axis)
     except OSError as exc:
         raise JobError("write", describe(exc)) from None
     return {"views": len(result.color), "seconds": result.seconds, "warnings": result.warnings}
@@ -222,17 +231,28 @@ class _Run:
         self.complete: set[str] = set()  # keys of objects done or skipped in this run
 
     def fail(self, obj: MeshObject, stage: str, reason: str) -> None:
-        failure = Failure(obj.key, obj.where, stage, reason)
-        if failure not in self.recorded:
-            self.failures.record(failure)
-            self.recorded.add(failure)
-        self.failed_now.add(failure)
+        self.record(Failure(obj.key, obj.where, stage, reason))
         self.summary.failed += 1
-        self.summary.failures.append(asdict(failure))
         if self.bar is not None:
             where = f" ({obj.where})" if obj.where else ""
             self.bar.fail(f"{obj.display}{where}: {stage}: {reason}")
             self.bar.advance(ok=False)
+
+    def record(self, failure: Failure) -> None:
+        """Record ``failure`` (once across runs) as one of this run's failures."""
+        if failure not in self.recorded:
+            self.failures.record(failure)
+            self.recorded.add(failure)
+        self.failed_now.add(failure)
+        self.summary.failures.append(asdict(failure))
+
+    def unread(self, entry: Unread) -> None:
+        """An entry the source could not read: recorded and counted, not an object."""
+        failure = entry.failure()
+        self.record(failure)
+        self.summary.unread += 1
+        if self.bar is not None:
+            self.bar.fail(f"{failure.path}: not read: {failure.reason}")
 
     def settle_failures(self) -> None:
         """Rewrite ``failures.jsonl`` (atomically) to the objects that are failed now.
@@ -259,8 +279,10 @@ class _Run:
         self.summary.done += 1
         self.summary.views += info["views"]
         if self.bar is not None:
+            from rich.markup import escape
+
             for warning in info.get("warnings", []):
-                self.bar.note(f"[yellow]warning[/yellow] {obj.display}: {warning}")
+                self.bar.note(f"[yellow]warning[/yellow] {escape(f'{obj.display}: {warning}')}")
             self.bar.advance(ok=True)
 
 
@@ -273,11 +295,13 @@ def render_objects(
     progress: bool = True,
     job: str = DEFAULT_JOB,
     failures_file: str = FAILURES_FILE,
+    unread: Sequence[Unread] = (),
 ) -> RenderSummary:
     """Render ``objects`` into ``out``; returns the run's summary.
 
     Objects whose folder is already complete (same settings) are skipped; failures go to
-    ``<out>/<failures_file>`` (``failures.jsonl``) and never stop the run. ``job``
+    ``<out>/<failures_file>`` (``failures.jsonl``) and never stop the run, as do the
+    source's ``unread`` entries (stage "source"). ``job``
     ("module:function") is what a worker does per object, ``render_job`` unless a caller
     needs otherwise. Raises
     :class:`RenderError` when no worker can open a GL context.
@@ -310,6 +334,8 @@ def render_objects(
     start = time.perf_counter()
     with RunProgress("render", total=len(pending) + len(duplicates), unit="obj") as bar:
         run = _Run(out, config, summary, bar if progress else None, failures_file)
+        for entry in unread:
+            run.unread(entry)
         for obj in duplicates:
             run.fail(obj, "source", "duplicate object: same category and model id as another")
         run.complete.update(obj.key for obj in skipped)
@@ -388,7 +414,8 @@ def _service(worker: _Worker, run: _Run, renderers: list[str]) -> bool:
     if not worker.ready and now > worker.born + STARTUP_LIMIT_S:
         raise RenderError(f"render worker did not open a GL context within {STARTUP_LIMIT_S:g} s")
     if worker.obj is not None and now > worker.deadline:
-        run.fail(worker.finish(), STAGE, TIME_LIMIT_REASON)
+        limit = run.config.time_limit
+        run.fail(worker.finish(), STAGE, f"{TIME_LIMIT_REASON}: not done after {limit:g} s")
         return False
     return True
 
@@ -414,6 +441,8 @@ def run_render(
     part: str | None = None,
     limit: int | None = None,
     categories: Sequence[str] | str | None = None,
+    split: str | None = None,
+    layout: str | None = None,
     per_category: int = 8,
     source_seed: int = 0,
     preview: str | Path | None = None,
@@ -422,18 +451,27 @@ def run_render(
     """``xpt render``: open the source, take this job's ``--part``, render, write the preview.
 
     ``limit`` applies before the partition, so every part of a job array sees the same
-    object list. Raises ``ValueError`` (incl. ``SourceError``) for bad options or sources
-    and :class:`RenderError` when rendering cannot start.
+    object list; the source's unread entries are spread over the parts the same way.
+    Raises ``ValueError`` (incl. ``SourceError``) for bad options or sources and
+    :class:`RenderError` when rendering cannot start.
     """
     from xpt.render.preview import write_preview
-    from xpt.toolkit.meshes.sources import open_source
-    from xpt.toolkit.partition import parse_part, select_part
+    from xpt.toolkit.meshes.load import check_source_up_axis
+    from xpt.toolkit.meshes.sources import scan_source
+    from xpt.toolkit.partition import parse_part, part_of, select_part
 
     index, count = parse_part(part)
-    objects = open_source(
-        source, categories=categories, limit=limit, per_category=per_category, seed=source_seed
+    check_source_up_axis(source, config.up_axis)
+    found = scan_source(
+        source,
+        categories=categories,
+        split=split,
+        limit=limit,
+        per_category=per_category,
+        seed=source_seed,
+        layout=layout,
     )
-    objects = list(select_part(objects, index, count))
+    objects = list(select_part(found.objects, index, count))
     summary = render_objects(
         objects,
         out,
@@ -441,7 +479,9 @@ def run_render(
         workers=workers,
         progress=progress,
         failures_file=part_failures_file(index, count),
+        unread=[u for u in found.unread if count == 1 or part_of(u.id, count) == index],
     )
+    summary.layout, summary.note = found.layout, found.note
     if preview is not None:
         write_preview(preview, out, objects, config)
     return summary

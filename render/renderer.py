@@ -25,16 +25,20 @@ SUPERSAMPLE = 2
 MASK_THRESHOLD = 128
 # Near/far planes leave this margin around the unit sphere that holds the object.
 _CLIP_MARGIN = 1.1
+# The sRGB level of each opaque background the object is composited over ("transparent"
+# keeps alpha). Mid grey keeps white and light objects apart from the background.
+BACKGROUND_LEVELS = {"white": 255, "grey": 128}
 
 
 @dataclass
 class RenderResult:
     """Every view of one object.
 
-    color : list of (H, W, 3) uint8 (white background) or (H, W, 4) uint8 (transparent,
-    straight alpha); depth : list of (H, W) float32 camera-frame z in normalised-frame
-    units (0 = background) or None; mask : list of (H, W) bool or None; cameras : the
-    per-view ``cameras.json`` entries; normalization : the source -> normalised-frame map.
+    color : list of (H, W, 3) uint8 (white or grey background) or (H, W, 4) uint8
+    (transparent, straight alpha); depth : list of (H, W) float32 camera-frame z in
+    normalised-frame units (0 = background) or None; mask : list of (H, W) bool or None;
+    cameras : the per-view ``cameras.json`` entries; normalization : the source ->
+    normalised-frame map.
     """
 
     key: str
@@ -51,13 +55,14 @@ class RenderResult:
 def compose(rgba: np.ndarray, background: str) -> np.ndarray:
     """Premultiplied RGBA (H, W, 4) uint8 from GL -> the output image.
 
-    "white": (H, W, 3) uint8 composited over white; "transparent": (H, W, 4) uint8 with
-    straight (un-premultiplied) alpha, as PNG expects.
+    "white", "grey": (H, W, 3) uint8 composited over that level (:data:`BACKGROUND_LEVELS`);
+    "transparent": (H, W, 4) uint8 with straight (un-premultiplied) alpha, as PNG expects.
     """
     rgb = rgba[..., :3].astype(np.uint16)
     alpha = rgba[..., 3:4].astype(np.uint16)
-    if background == "white":
-        return np.minimum(rgb + (255 - alpha), 255).astype(np.uint8)
+    if background in BACKGROUND_LEVELS:
+        over = rgb + ((255 - alpha) * BACKGROUND_LEVELS[background] + 127) // 255
+        return np.minimum(over, 255).astype(np.uint8)
     straight = np.where(alpha > 0, (rgb * 255 + alpha // 2) // np.maximum(alpha, 1), 0)
     return np.concatenate([np.minimum(straight, 255), alpha], axis=-1).astype(np.uint8)
 
@@ -107,8 +112,9 @@ class ObjectRenderer:
         views = rig_views(config, key)
         distances = [v.distance for v in views]
         pscene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=np.full(3, AMBIENT))
-        for part in parts:
-            pscene.add(pyrender_mesh(part))
+        # Named in order: ties in the renderer's draw order are broken by name (reproducible).
+        for index, part in enumerate(parts):
+            pscene.add(pyrender_mesh(part), name=f"part{index:05d}")
         # pyrender draws at ``scale`` x the output size: the same K in the larger pixel grid.
         scale = self._offscreen.scale
         camera = pyrender.IntrinsicsCamera(

@@ -7,9 +7,10 @@ need no special case. All untextured, opaque instances are merged into one primi
 per-corner colours (one draw call per view however many parts an object has); each
 textured or translucent instance keeps a primitive of its own.
 
-Colours from files and procedural parts are sRGB; the fragment shader works in linear
-light and gamma-encodes its output, so colours are linearised here (textures are
-linearised by the shader itself).
+Colours from files and procedural parts are sRGB (glTF's ``baseColorFactor`` excepted, which
+is linear by its spec); the fragment shader works in linear light and gamma-encodes its
+output, so colours are linearised here (textures are linearised by the shader itself). Only
+geometry without a texture or a declared colour takes :data:`DEFAULT_COLOR`.
 
 pyrender is imported inside the functions that need it (after the GL backend is chosen).
 """
@@ -33,14 +34,25 @@ MAX_TEXTURE_SIDE = 2048
 DEFAULT_COLOR = (0.62, 0.62, 0.64, 1.0)
 GAMMA = 2.2
 # Lighting fixed in the camera frame: (direction the light travels, intensity). A key
-# light from the upper left, a weaker fill from the right and a rim light from behind-above,
-# plus ambient, so shape reads from any viewpoint and faces at different angles differ.
-AMBIENT = 0.35
+# light from the upper left, a fill of 0.3 times its strength from the right (a 3:1 lighting
+# ratio) and a rim light from behind-above, plus ambient, so shape reads from any viewpoint
+# and faces at different angles differ. A directional light adds intensity / pi * max(0, n.l)
+# times the albedo. Exposure: the total on a surface facing the camera is exactly 1, so such
+# a surface shows its own albedo (a texture seen head-on keeps its colours); faces turned
+# towards the key get up to 1.16, which the tone curve below keeps from clipping.
+AMBIENT = 0.20
 LIGHTS = (
-    ((0.45, -0.55, -0.70), 3.2),
-    ((-0.80, -0.10, -0.60), 1.3),
-    ((0.00, -0.60, 0.80), 1.0),
+    ((0.45, -0.55, -0.70), 2.850),
+    ((-0.80, 0.00, -0.60), 0.855),
+    ((0.00, -0.60, 0.80), 0.570),
 )
+# Tone curve on the shaded linear colour (per channel): identity up to TONE_KNEE, then a
+# smooth exponential shoulder that approaches TONE_WHITE and never reaches it. Only light
+# albedos on brightly lit faces and specular highlights are compressed, so no albedo
+# saturates and a white object stays below sRGB 246, apart from a white background;
+# mid-tones are untouched.
+TONE_KNEE = 0.80
+TONE_WHITE = 0.92
 
 
 class GeometryError(ValueError):
@@ -154,20 +166,53 @@ def _texture_array(image: object) -> np.ndarray | None:
     if max(image.size) > MAX_TEXTURE_SIDE:
         image = image.copy()
         image.thumbnail((MAX_TEXTURE_SIDE, MAX_TEXTURE_SIDE))
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)
 
 
-def _material_colour(material: object) -> tuple[np.ndarray | None, object]:
-    """(base colour RGBA float or None, texture image or None) of a trimesh material."""
+def _is_placeholder(material: object) -> bool:
+    """Whether ``material`` is trimesh's stand-in for "no material" (OBJ with UVs, no MTL).
+
+    trimesh gives such meshes a default grey diffuse *and* a 2x2 image of another grey;
+    multiplied together they render near-black, so neither is a colour from the file.
+    """
+    from trimesh.visual.material import SimpleMaterial, color_image
+
+    image = getattr(material, "image", None)
+    return (
+        isinstance(material, SimpleMaterial)
+        and "kd" not in material.kwargs
+        and np.array_equal(material.diffuse, SimpleMaterial().diffuse)
+        and getattr(image, "size", None) == (2, 2)
+        and np.array_equal(np.asarray(image), np.asarray(color_image()))
+    )
+
+
+def _material_colour(material: object) -> tuple[np.ndarray | None, object, bool]:
+    """(colour, image, opaque) of a trimesh material: its declared base colour as linear
+    RGBA float or None, its texture image or None, and whether its alpha is to be ignored.
+
+    MTL ``Kd`` is sRGB and linearised here; glTF's ``baseColorFactor`` is linear already.
+    The colour is None where the file declares none: a glTF material without
+    ``baseColorFactor`` (whose default is 1), an MTL without ``Kd`` (trimesh fills in its
+    own grey). ``opaque`` is True for a glTF material whose ``alphaMode`` is OPAQUE (the
+    default): the glTF spec says to ignore its alpha.
+    """
     from trimesh.visual.material import MultiMaterial, PBRMaterial, SimpleMaterial
 
     if isinstance(material, MultiMaterial) and len(material.materials):
         material = material.materials[0]
+    if _is_placeholder(material):
+        return None, None, False
     if isinstance(material, SimpleMaterial):
-        return _to_float_rgba(material.diffuse), material.image
+        declared = "kd" in material.kwargs or not np.array_equal(
+            material.diffuse, SimpleMaterial().diffuse
+        )
+        factor = srgb_to_linear(_to_float_rgba(material.diffuse)) if declared else None
+        return factor, material.image, False
     if isinstance(material, PBRMaterial):
-        return _to_float_rgba(material.baseColorFactor), material.baseColorTexture
-    return None, None
+        opaque = material.alphaMode in (None, "OPAQUE")
+        return _to_float_rgba(material.baseColorFactor), material.baseColorTexture, opaque
+    return None, None, False
 
 
 def mesh_part(mesh: trimesh.Trimesh, transform: np.ndarray) -> Part:
@@ -188,16 +233,21 @@ def mesh_part(mesh: trimesh.Trimesh, transform: np.ndarray) -> Part:
         colors = np.repeat(np.asarray(visual.face_colors, dtype=np.float32) / 255.0, 3, axis=0)
         part.colors, part.factor = srgb_to_linear(colors), np.ones(4, dtype=np.float32)
     elif kind == "texture" or isinstance(visual, trimesh.visual.TextureVisuals):
-        factor, image = _material_colour(getattr(visual, "material", None))
-        if factor is not None:
-            part.factor = srgb_to_linear(factor)
+        factor, image, opaque = _material_colour(getattr(visual, "material", None))
         texture = _texture_array(image)
         uv = getattr(visual, "uv", None)
         if texture is not None and uv is not None and len(uv) == len(mesh.vertices):
             part.texture = texture
             part.texcoords = np.asarray(uv, dtype=np.float32)[faces].reshape(-1, 2)
+            if opaque:
+                part.texture[..., 3] = 255
         elif texture is not None:
             part.warnings.append("texture without matching UV coordinates ignored")
+        # Only untextured geometry without a declared colour keeps the fallback grey.
+        if factor is None and part.texture is not None:
+            factor = np.ones(4, dtype=np.float32)
+        if factor is not None:
+            part.factor = np.r_[factor[:3], 1.0 if opaque else factor[3]].astype(np.float32)
     part.translucent = bool(
         part.factor[3] < 1.0
         or (part.colors is not None and (part.colors[:, 3] < 1.0).any())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -92,8 +93,12 @@ class RunProgress:
         self._progress.update(self._task, advance=n, failed=self.failed)
 
     def fail(self, message: str) -> None:
-        """Print a one-line failure message (the caller also calls ``advance(ok=False)``)."""
-        self._progress.console.print(f"[red]failed[/red] {message}", highlight=False, markup=True)
+        """Print a one-line failure message (the caller also calls ``advance(ok=False)``).
+
+        ``message`` is plain text (file names may hold ``[``), never markup.
+        """
+        text = f"[red]failed[/red] {escape(message)}"
+        self._progress.console.print(text, highlight=False, markup=True)
 
     def note(self, message: str) -> None:
         self._progress.console.print(message, highlight=False)

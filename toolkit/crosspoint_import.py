@@ -190,11 +190,11 @@ class CrossPointSampleMaker:
         try:
             raw = read_ply_points(obj.path)
         except PlyError as error:
-            raise SampleError("load", str(error)) from error
+            raise SampleError("load", error.reason) from error
         try:
             norm = normalization(trimesh.Trimesh(vertices=raw, process=False))
         except ValueError as error:
-            raise SampleError("points", f"{obj.path}: {error}") from error
+            raise SampleError("points", str(error)) from error
         seed = points_seed(self.seed, obj.key)
         points = subsample_points(norm.apply(raw), self.num_points, seed, self.sampler)
         try:

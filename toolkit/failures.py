@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from xpt.toolkit.fsio import printable
+
 FAILURES_FILE = "failures.jsonl"
 
 
@@ -22,6 +24,13 @@ class Failure:
     path: str | None
     stage: str
     reason: str
+
+    def __post_init__(self) -> None:
+        # a file name that is not UTF-8 must not put a lone surrogate into the JSON record
+        for name in ("id", "path", "stage", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, printable(str(value)))
 
     def line(self) -> str:
         """The one-line console form: ``id (path): stage: reason``."""

@@ -73,3 +73,17 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+
+
+def printable(text: str | os.PathLike) -> str:
+    """``text`` as valid Unicode: bytes of a file name that are not UTF-8 become ``\\xNN``.
+
+    Python decodes such bytes to lone surrogates (``surrogateescape``), which cannot be
+    written as UTF-8 and make invalid JSON strings; records and keys use this form instead.
+    """
+    text = os.fspath(text)
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decoded to
+        data = text.encode("utf-8", "backslashreplace")
+    return data.decode("utf-8", "backslashreplace")

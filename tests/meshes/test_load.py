@@ -85,7 +85,9 @@ def test_missing_texture_loads_with_warning(tmp_path: Path) -> None:
     path = shapenet_v2_model(tmp_path / "1a2b", texture=False)
     loaded = load_mesh(path)
     assert loaded.warnings == [
-        "texture '../images/texture0.png' (map_Kd in model_normalized.mtl) not found"
+        "texture '../images/texture0.png' (map_Kd in model_normalized.mtl) not found (tried "
+        "../images/texture0.png, images/texture0.png, texture0.png from the mesh's folder, "
+        "any letter case)"
     ]
     assert total_faces(loaded) == 4
     colours = sorted(tuple(g.visual.material.diffuse) for g in loaded.scene.geometry.values())
@@ -97,7 +99,10 @@ def test_missing_material_library_loads_with_warning(tmp_path: Path) -> None:
     path = shapenet_v2_model(tmp_path / "m")
     (path.parent / "model_normalized.mtl").unlink()
     loaded = load_mesh(path)
-    assert loaded.warnings == ["material library 'model_normalized.mtl' not found"]
+    assert loaded.warnings == [
+        "material library 'model_normalized.mtl' not found "
+        "(tried model_normalized.mtl from the mesh's folder, any letter case)"
+    ]
     assert total_faces(loaded) == 4
 
 
@@ -105,8 +110,11 @@ def test_texture_outside_asset_root_is_not_read(tmp_path: Path) -> None:
     path = shapenet_v2_model(tmp_path / "a" / "m")
     loaded = load_mesh(path, asset_root=path.parent)
     assert loaded.warnings == [
-        "texture '../images/texture0.png' (map_Kd in model_normalized.mtl) not found"
+        "texture '../images/texture0.png' (map_Kd in model_normalized.mtl) not found (tried "
+        f"../images/texture0.png (outside {path.parent.resolve()}), images/texture0.png, "
+        "texture0.png from the mesh's folder, any letter case)"
     ]
+    assert all(g.visual.material.image is None for g in loaded.scene.geometry.values())
 
 
 CUBE_WRITERS = {
@@ -138,7 +146,7 @@ def test_gltf_with_external_buffers(tmp_path: Path) -> None:
     for name in files:
         if name.endswith(".bin"):
             (tmp_path / name).unlink()
-    with pytest.raises(MeshError, match="cannot parse GLTF: FileNotFoundError"):
+    with pytest.raises(MeshError, match="cannot parse glTF: FileNotFoundError"):
         load_mesh(tmp_path / "model.gltf")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,13 @@ import trimesh
 
 from xpt.toolkit.failures import Failure, FailureLog, read_failures
 from xpt.toolkit.meshes.load import MeshError, load_object
-from xpt.toolkit.meshes.sources import SourceError, detect_layout, open_source
+from xpt.toolkit.meshes.sources import (
+    SourceError,
+    Unread,
+    detect_layout,
+    open_source,
+    scan_source,
+)
 
 CHAIR, TABLE, ODD = "03001627", "04379243", "02828884"
 TRIANGLE_OBJ = "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"
@@ -252,7 +260,12 @@ def test_bad_files_are_reported_and_good_ones_load(tmp_path: Path) -> None:
             warned[obj.path] = mesh.warnings
 
     assert sorted(loaded) == sorted(good + [textured])
-    assert warned == {textured: ["texture 'gone.png' (map_Kd in f.mtl) not found"]}
+    assert warned == {
+        textured: [
+            "texture 'gone.png' (map_Kd in f.mtl) not found "
+            "(tried gone.png from the mesh's folder, any letter case)"
+        ]
+    }
     failures = read_failures(log.path)
     assert sorted(Path(f.path).name for f in failures) == sorted(bad)
     assert log.count == len(bad)
@@ -280,3 +293,104 @@ def test_procedural_source() -> None:
     assert set(procedural.EVAL_ONLY_CATEGORIES) <= {o.category_name for o in evaluation}
     with pytest.raises(SourceError, match="unknown categories no-such-thing"):
         open_source("procedural", categories=["no-such-thing"])
+
+
+@pytest.mark.parametrize(
+    "stray, layout",
+    [
+        ("a/b/model.obj", "shapenet-v1"),
+        ("a/b/models/model_normalized.obj", "shapenet-v2"),
+        ("a/train/x.off", "modelnet"),
+    ],
+)
+def test_one_dataset_like_file_does_not_hide_the_other_meshes(
+    tmp_path: Path, stray: str, layout: str
+) -> None:
+    root = tmp_path / "mine"
+    others = ["chair/c1.obj", "chair/c2.off", "lamp/l1.ply", "lamp/deep/l2.stl", "top.glb"]
+    for rel in [*others, stray]:
+        write_mesh(root / rel)
+    found = scan_source(root)
+    assert found.layout == detect_layout(root) == "folder"
+    assert sorted(o.path.relative_to(root).as_posix() for o in found.objects) == sorted(
+        [*others, stray]
+    )
+    assert found.unread == []
+    assert f"1 of 6 mesh files are in the {layout} layout" in found.note
+    assert f"--layout {layout}" in found.note
+    # forcing the layout reads its one file and names every other as not read
+    forced = scan_source(root, layout=layout)
+    assert forced.layout == layout
+    assert [o.path.relative_to(root).as_posix() for o in forced.objects] == [stray]
+    assert [u.id for u in forced.unread] == sorted(others)
+    assert all(f"not in the {layout} layout" in u.reason for u in forced.unread)
+    assert [f.stage for f in map(Unread.failure, forced.unread)] == ["source"] * 5
+    # a real dataset is still detected as such, and forcing 'folder' reads every file
+    shapenet = shapenet_tree(tmp_path / "sn", version=1, taxonomy=False)
+    assert detect_layout(shapenet) == "shapenet-v1"
+    assert len(open_source(shapenet, layout="folder")) == 5
+    with pytest.raises(SourceError, match="no modelnet files found"):
+        open_source(shapenet, layout="modelnet")
+
+
+def test_broken_links_and_folders_named_like_meshes_are_unread(tmp_path: Path) -> None:
+    root = modelnet_tree(tmp_path / "mn")
+    (root / "chair" / "train" / "gone.off").symlink_to(tmp_path / "nowhere.off")
+    (root / "chair" / "test" / "odd.off").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (root / "airplane" / "test" / "link.off").symlink_to(tmp_path / "elsewhere")
+    (root / "airplane" / "loop").symlink_to(root)  # followed once, never round and round
+    found = scan_source(root)
+    assert found.layout == "modelnet" and len(found.objects) == 5
+    assert [(u.id, u.reason) for u in found.unread] == [
+        ("airplane/test/link.off", "a folder named like a mesh file, not a mesh file"),
+        ("chair/test/odd.off", "a folder named like a mesh file, not a mesh file"),
+        ("chair/train/gone.off", "broken symbolic link (its target does not exist)"),
+    ]
+    # nothing to read but broken entries: one clear error that says so
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.obj").symlink_to(tmp_path / "missing.obj")
+    with pytest.raises(SourceError, match="no mesh files found.*1 entries named like meshes"):
+        open_source(empty)
+
+
+def test_keys_of_any_file_name_are_unique_safe_and_stable(tmp_path: Path) -> None:
+    root = tmp_path / "names"
+    names = [
+        "椅子.obj",
+        "桌子.obj",
+        "chair ü.obj",
+        "chair ä.obj",
+        "a b.obj",
+        "a_b.obj",
+        "plain.obj",
+    ]
+    for name in names:
+        (root / "stuff").mkdir(parents=True, exist_ok=True)
+        (root / "stuff" / name).write_text(TRIANGLE_OBJ)
+    # a name that is not valid UTF-8, as another tool may leave it
+    raw = os.fsencode(root / "stuff") + b"/caf\xe9.obj"
+    with open(raw, "wb") as handle:
+        handle.write(TRIANGLE_OBJ.encode())
+    objects = open_source(root)
+    keys = {o.path.name: o.key for o in objects}
+    assert len(keys) == len(set(keys.values())) == 8
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in keys.values())
+    assert keys["plain.obj"] == "folder_stuff_plain"  # ASCII-safe names keep today's keys
+    assert re.fullmatch(r"folder_stuff_chair_u-[0-9a-f]{8}", keys["chair ü.obj"])
+    assert re.fullmatch(r"folder_stuff_chair_a-[0-9a-f]{8}", keys["chair ä.obj"])
+    assert re.fullmatch(r"folder_stuff__-[0-9a-f]{8}", keys["椅子.obj"])
+    assert keys["a b.obj"] != keys["a_b.obj"]  # the colliding pair, and only it, gets hashes
+    assert re.fullmatch(r"folder_stuff_stuff-a_b-obj-[0-9a-f]{8}", keys["a b.obj"])
+    assert keys == {o.path.name: o.key for o in open_source(str(root))}
+    odd = next(o for o in objects if o.path.name == os.fsdecode(b"caf\xe9.obj"))
+    assert odd.model_id == "caf\\xe9" and odd.where.endswith("stuff/caf\\xe9.obj")
+    assert len(load_object(odd).scene.geometry) == 1
+    # its failure record is valid UTF-8 JSON without lone surrogates
+    log = FailureLog(tmp_path / "failures.jsonl")
+    log.record(Failure(odd.key, str(odd.path), "load", f"cannot read {odd.path}"))
+    line = (tmp_path / "failures.jsonl").read_bytes().decode("utf-8", errors="strict")
+    record = json.loads(line)
+    assert record["path"].endswith("caf\\xe9.obj") and "\\ud" not in line
+    assert record["reason"].encode("utf-8")

@@ -193,7 +193,10 @@ def test_time_limit_and_crashes_fail_one_object_each_and_the_run_goes_on(
     summary = render_objects(bad + good, out, config, workers=2, job="xpt_test_hang_job:job")
     assert (summary.done, summary.failed) == (3, 2)
     reasons = {f.id.split("_")[-1]: f.reason for f in read_failures(out / "failures.jsonl")}
-    assert reasons == {"hang": "time limit", "crash": "worker crashed (exit code 3)"}
+    assert reasons == {
+        "hang": "time limit: not done after 3 s",
+        "crash": "worker crashed (exit code 3)",
+    }
     assert all((object_dir(out, o) / "rendering" / "01.png").is_file() for o in good)
     assert not any(object_dir(out, o).exists() for o in bad)
     # The killed and the crashed worker left no temporary folders behind.

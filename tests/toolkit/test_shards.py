@@ -29,6 +29,7 @@ from xpt.toolkit.shards.build import (
 )
 from xpt.toolkit.shards.manifest import read_manifest, shard_paths
 from xpt.toolkit.shards.schema import (
+    SPLITS,
     SchemaError,
     check_sample,
     decode_sample,
@@ -132,7 +133,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _read_with_webdataset(folder: Path) -> list[dict]:
-    urls = [str(p) for split in ("train", "val") for p in shard_paths(folder, split)]
+    urls = [str(p) for split in SPLITS for p in shard_paths(folder, split)]
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls), wds.tarfile_to_samples(), wds.map(decode_sample)
     )
@@ -227,7 +228,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
     data, shard_set: Path, tmp_path: Path
 ) -> None:
     config = _config(data, tmp_path / "resumed")
-    objects, maker = objects_and_maker(config)
+    found, maker = objects_and_maker(config)
+    objects = found.objects
     with pytest.raises(KeyboardInterrupt):
         build_shards(objects, config, _Interrupting(maker, after=3))
     partial = read_manifest(tmp_path / "resumed")
@@ -421,7 +423,8 @@ def test_no_gl_context_stops_the_run_instead_of_failing_every_object(
 
 def test_duplicate_objects_are_recorded_not_dropped(data, tmp_path: Path) -> None:
     config = _config(data, tmp_path / "dup")
-    objects, maker = objects_and_maker(config)
+    found, maker = objects_and_maker(config)
+    objects = found.objects
     result = build_shards([*objects, objects[0]], config, maker)
     assert result.manifest["samples"] == 6 and result.manifest["failures"] == 1
     (failure,) = read_failures(tmp_path / "dup" / "failures.jsonl")
@@ -469,3 +472,137 @@ def test_shard_seed_does_not_change_which_procedural_objects_exist(tmp_path: Pat
     assert manifest["samples"] == 1 and manifest["failures"] == 0
     other = CliRunner().invoke(app, [*args, "--seed", "3", "--source-seed", "1"])
     assert other.exit_code == 1 and "other settings" in other.output
+
+
+def _modelnet_with_renders(root: Path) -> tuple[Path, Path]:
+    """ModelNet's layout (class/{train,test}/name.off), 4 train + 2 test shapes a class,
+    and their renders. The shapes are centred on the origin, so their normalisation is
+    the same in ModelNet's +Z-up frame and in the +Y-up frame."""
+    meshes, renders = root / "ModelNet10", root / "renders"
+    for cls in ("box", "ball"):
+        for i in range(6):
+            split, name = ("train" if i < 4 else "test"), f"{cls}_{i:04d}"
+            if cls == "box":
+                mesh = trimesh.creation.box(extents=(1.0 + 0.2 * i, 2.0, 0.5))
+            else:
+                mesh = trimesh.creation.icosphere(subdivisions=1, radius=0.5 + i)
+            path = meshes / cls / split / f"{name}.off"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            mesh.export(path)
+            write_renders(renders, cls, name, mesh)
+            cameras = renders / cls / name / "rendering" / "cameras.json"
+            record = json.loads(cameras.read_text())
+            cameras.write_text(json.dumps({**record, "source_up_axis": "+Z"}))  # ModelNet's
+    return meshes, renders
+
+
+def _metas(folder: Path, split: str) -> list[dict]:
+    return [
+        json.loads(raw["json"])
+        for path in shard_paths(folder, split)
+        for raw in iter_tar_samples(path)
+    ]
+
+
+def test_a_source_test_split_stays_out_of_train(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xpt.toolkit.cli import app
+
+    meshes, renders = _modelnet_with_renders(tmp_path)
+    config = ShardConfig(
+        out=tmp_path / "all", source=str(meshes), renders=renders, num_points=64, val_fraction=0.5
+    )
+    result = run_shard(config)
+    splits = result.manifest["splits"]
+    assert splits["test"]["samples"] == 4 and splits["train"]["samples"] > 0
+    assert splits["train"]["samples"] + splits["val"]["samples"] == 8
+    assert {c: row["test"] for c, row in result.manifest["categories"].items()} == {
+        "ball": 2,
+        "box": 2,
+    }
+    assert sorted(m["model_id"] for m in _metas(tmp_path / "all", "test")) == [
+        "ball_0004",
+        "ball_0005",
+        "box_0004",
+        "box_0005",
+    ]
+    assert {(m["split"], m["source_split"]) for m in _metas(tmp_path / "all", "test")} == {
+        ("test", "test")
+    }
+    for split in ("train", "val"):
+        assert {m["source_split"] for m in _metas(tmp_path / "all", split)} == {"train"}
+    assert result.summary()["test"] == 4 and verify_shards(tmp_path / "all").ok
+    assert "split" not in result.manifest["settings"]  # recorded only when given
+    # --split takes one split of the source, through the command line too
+    out = tmp_path / "test-only"
+    args = ["shard", str(meshes), "--renders", str(renders), "--out", str(out), "--points", "64"]
+    cli = CliRunner().invoke(app, [*args, "--split", "test", "--json", str(tmp_path / "r.json")])
+    assert cli.exit_code == 0, cli.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["train"], report["val"], report["test"]) == (0, 0, 4)
+    assert report["manifest"]["settings"]["split"] == "test"
+    bad = CliRunner().invoke(app, [*args, "--split", "val"])
+    assert bad.exit_code == 1 and "no split 'val' (available: test, train)" in bad.output
+
+
+def test_the_split_survives_render_then_shard(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xpt.toolkit.cli import app
+
+    meshes, _ = _modelnet_with_renders(tmp_path)
+    renders = tmp_path / "rendered"
+    args = ["render", str(meshes), "--out", str(renders), "--views", "1", "--size", "16"]
+    rendered = CliRunner().invoke(app, [*args, "--categories", "box"])
+    assert rendered.exit_code == 0, rendered.output
+    cameras = json.loads((renders / "box" / "box_0005" / "rendering" / "cameras.json").read_text())
+    assert cameras["split"] == "test"
+    lines = (renders / "render_manifest.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["split"] for line in lines) == ["test"] * 2 + ["train"] * 4
+    out = tmp_path / "shards"
+    args = ["shard", str(meshes), "--renders", str(renders), "--out", str(out), "--points", "64"]
+    sharded = CliRunner().invoke(app, [*args, "--categories", "box", "--val-fraction", "0"])
+    assert sharded.exit_code == 0, sharded.output
+    assert sorted(m["model_id"] for m in _metas(out, "test")) == ["box_0004", "box_0005"]
+    assert len(_metas(out, "train")) == 4
+
+
+def test_nothing_made_is_an_error_and_unread_entries_are_recorded(data, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from xpt.toolkit.cli import app
+
+    meshes, renders = data
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    out = tmp_path / "empty-set"
+    args = ["shard", str(meshes), "--points", "64"]
+    result = CliRunner().invoke(app, [*args, "--renders", str(wrong), "--out", str(out)])
+    assert result.exit_code == 1 and "every object failed" in result.output
+    assert len(read_failures(out / "failures.jsonl")) == 6
+    verify = CliRunner().invoke(app, ["verify", str(out)])
+    assert verify.exit_code == 1 and "empty" in verify.output
+    # a folder with a broken link, a folder named like a mesh and a broken mesh
+    mine = tmp_path / "mine"
+    shutil.copytree(meshes, mine)
+    (mine / "box" / "gone.obj").symlink_to(tmp_path / "nowhere.obj")
+    (mine / "box" / "x.obj").mkdir()
+    (mine / "ball" / "s9.obj").write_text("v 0 0 0\nf 1 2 9\n")
+    args = ["shard", str(mine), "--renders", str(renders), "--points", "64"]
+    relaxed = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--json", "-"])
+    assert relaxed.exit_code == 0, relaxed.output
+    report = json.loads(relaxed.stdout)
+    assert (report["samples"], report["failed"], report["not read"]) == (6, 3, 2)
+    failures = {Path(f.path).name: f for f in read_failures(tmp_path / "a" / "failures.jsonl")}
+    assert sorted(failures) == ["gone.obj", "s9.obj", "x.obj"]
+    assert failures["gone.obj"].stage == "source" and "broken symbolic link" in (
+        failures["gone.obj"].reason
+    )
+    assert failures["x.obj"].reason == "a folder named like a mesh file, not a mesh file"
+    assert "gone.obj" in relaxed.stderr and "x.obj" in relaxed.stderr
+    assert verify_shards(tmp_path / "a").ok
+    strict = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--strict"])
+    assert strict.exit_code == 1

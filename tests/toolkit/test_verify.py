@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from xpt.toolkit.meshes.geometry import Normalization
 from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.seeding import rng
-from xpt.toolkit.shards.build import ShardConfig, base_meta, build_shards
+from xpt.toolkit.shards.build import SampleError, ShardConfig, base_meta, build_shards
 from xpt.toolkit.shards.inspect import point_scatter, preview_rows, summarize
 from xpt.toolkit.shards.manifest import read_manifest, write_manifest
 from xpt.toolkit.shards.schema import Sample, encode_sample
@@ -243,3 +243,35 @@ def test_verify_and_inspect_commands(shard_set: Path, tmp_path: Path) -> None:
     assert report["sets"][0]["problems"][0]["name"] == "val-000000.tar"
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nothing")])
     assert missing.exit_code == 1
+
+
+def test_an_empty_set_is_refused(tmp_path: Path) -> None:
+    """Every object failed: a complete manifest with nothing in it is not a usable set."""
+
+    class Failing(SphereMaker):
+        def __call__(self, obj: MeshObject) -> Sample:
+            raise SampleError("views", f"{obj.model_id}: no cameras.json")
+
+    config = ShardConfig(out=tmp_path / "empty")
+    result = build_shards(_objects(3), config, Failing())
+    assert result.all_failed and result.manifest["complete"] and result.manifest["samples"] == 0
+    report = verify_shards(tmp_path / "empty")
+    assert _names(report) == {
+        "manifest.json": ["empty: the set holds no samples (see failures.jsonl for why)"]
+    }
+    from xpt.toolkit.cli import app
+
+    cli = runner.invoke(app, ["verify", str(tmp_path / "empty")])
+    assert cli.exit_code == 1 and "empty" in cli.output
+
+
+def test_a_set_with_test_shards_verifies_and_counts_them(tmp_path: Path) -> None:
+    objects = [
+        MeshObject("modelnet", "c", "c", f"m{i}", label=0, split="test" if i < 3 else "train")
+        for i in range(8)
+    ]
+    build_shards(objects, ShardConfig(out=tmp_path / "s", val_fraction=0.5), SphereMaker())
+    assert verify_shards(tmp_path / "s").ok
+    summary = summarize(tmp_path / "s")
+    assert summary["test"] == 3 and summary["train"] + summary["val"] == 5
+    assert (tmp_path / "s" / "test-000000.tar").is_file()

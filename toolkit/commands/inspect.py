@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Annotated
 
@@ -19,22 +20,35 @@ def inspect(
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
 ) -> None:
-    """Summarise a shard set: samples, categories, bytes, views and points per sample."""
+    """Summarise a shard set: samples, categories, bytes, views and points per sample.
+
+    Also checks that every shard file the manifest lists exists with its recorded size
+    (exit 1 naming each that does not); `xpt verify` reads and checks the contents.
+    """
     from xpt.toolkit.console import err, print_table, write_json_report
-    from xpt.toolkit.shards.inspect import category_rows, summarize, write_preview
+    from xpt.toolkit.shards.inspect import (
+        category_rows,
+        shard_file_problems,
+        summarize,
+        write_preview,
+    )
     from xpt.toolkit.shards.manifest import ManifestError, find_shard_sets
 
+    def fail(message: str) -> typer.Exit:
+        err.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
+        return typer.Exit(code=1)
+
+    if not directory.exists():
+        raise fail(f"{directory}: no such file or folder")
+    if not directory.is_dir():
+        raise fail(f"{directory}: a file, not a shard folder")
     sets = find_shard_sets(directory)
     if not sets:
-        err.print(
-            f"[red]error[/red] {directory}: no manifest.json (not a shard set)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=1)
+        raise fail(f"{directory}: no manifest.json (not a shard set)")
     try:
         summaries = [summarize(folder) for folder in sets]
         categories = [row for folder in sets for row in category_rows(folder)]
+        problems = [problem for folder in sets for problem in shard_file_problems(folder)]
         if str(json_path) != "-":  # stdout then carries the JSON alone
             for summary in summaries:
                 print_table("xpt inspect", summary)
@@ -43,7 +57,16 @@ def inspect(
         if preview is not None:
             write_preview(sets[0], preview, samples=samples)
             err.print(f"preview written to {preview}", highlight=False, soft_wrap=True)
-    except (ManifestError, ValueError, OSError) as error:
-        err.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from error
-    write_json_report(json_path, {"sets": summaries, "categories": categories})
+    except (ManifestError, ValueError, OSError, EOFError) as error:
+        raise fail(str(error)) from error
+    except tarfile.TarError as error:
+        raise fail(f"{directory}: damaged shard ({error}); run `xpt verify`") from error
+    write_json_report(
+        json_path, {"sets": summaries, "categories": categories, "problems": problems}
+    )
+    for problem in problems:
+        err.print(f"[red]damaged[/red] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise fail(
+            f"{directory}: {len(problems)} shard file(s) damaged; `xpt verify` checks contents"
+        )

@@ -17,12 +17,30 @@ class Rig(str, Enum):
 
 class Background(str, Enum):
     white = "white"
+    grey = "grey"
     transparent = "transparent"
 
 
 class Backend(str, Enum):
     egl = "egl"
     osmesa = "osmesa"
+
+
+class Layout(str, Enum):
+    shapenet_v2 = "shapenet-v2"
+    shapenet_v1 = "shapenet-v1"
+    modelnet = "modelnet"
+    folder = "folder"
+
+
+class UpAxis(str, Enum):
+    auto = "auto"
+    pos_y = "+Y"
+    neg_y = "-Y"
+    pos_z = "+Z"
+    neg_z = "-Z"
+    pos_x = "+X"
+    neg_x = "-X"
 
 
 def render(
@@ -46,12 +64,19 @@ def render(
         typer.Option(help="Field of view in degrees (preset: R2N2's 49.13, focal 2.1875)."),
     ] = None,
     background: Annotated[
-        Background, typer.Option(help="white, or transparent (RGBA PNG with alpha).")
+        Background,
+        typer.Option(
+            help="white, grey (sRGB 128: keeps white and light objects apart from the "
+            "background), or transparent (RGBA PNG with alpha)."
+        ),
     ] = Background.white,
     depth: Annotated[
         bool, typer.Option("--depth", help="Also write 16-bit depth PNGs (see cameras.json).")
     ] = False,
-    mask: Annotated[bool, typer.Option("--mask", help="Also write object masks.")] = False,
+    mask: Annotated[
+        bool,
+        typer.Option("--mask", help="Also write object masks (mask/NN.png beside each view)."),
+    ] = False,
     antialias: Annotated[
         bool, typer.Option(help="2x2 supersampling (off: about 1.6x faster on a CPU).")
     ] = True,
@@ -69,6 +94,26 @@ def render(
     categories: Annotated[
         str | None, typer.Option(help="Comma-separated category names or ids to keep.")
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Only this split of a source that has splits (ModelNet: train, test)."),
+    ] = None,
+    layout: Annotated[
+        Layout | None,
+        typer.Option(
+            help="Read SOURCE in this layout instead of detecting it (detection picks a "
+            "dataset layout only when every mesh file fits it, else 'folder')."
+        ),
+    ] = None,
+    up_axis: Annotated[
+        UpAxis,
+        typer.Option(
+            case_sensitive=False,
+            help="Up axis of the mesh files, rotated to xpt's +Y up before anything else. "
+            "auto: ShapeNet +Y, ModelNet +Z, a folder +Y. glTF/GLB files are +Y by their "
+            "spec and never rotated; the procedural library is +Y.",
+        ),
+    ] = UpAxis.auto,
     per_category: Annotated[
         int, typer.Option(help="Objects per category of the procedural source.")
     ] = 8,
@@ -86,13 +131,20 @@ def render(
         Path | None, typer.Option(help="Write a contact sheet PNG of a few objects and views.")
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit with status 1 if any object failed.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit with status 1 if any object failed or any mesh file was not read "
+            "(without it: only when every object failed).",
+        ),
     ] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
 ) -> None:
     """Render every object of SOURCE from several views into OUT (ShapeNetRendering layout)."""
+    from rich.markup import escape
+
     from xpt.render.config import RenderConfig
     from xpt.render.gl import RenderError
     from xpt.render.pool import run_render
@@ -111,6 +163,7 @@ def render(
             seed=seed,
             backend=backend.value,
             time_limit=time_limit,
+            up_axis=up_axis.value,
         )
         summary = run_render(
             source,
@@ -120,19 +173,26 @@ def render(
             part=part,
             limit=limit,
             categories=categories,
+            split=split,
+            layout=None if layout is None else layout.value,
             per_category=per_category,
             source_seed=source_seed,
             preview=preview,
         )
     except (ValueError, RenderError) as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=1) from None
     report = summary.to_json()
-    rows = {k: v for k, v in report.items() if k != "failures"}
+    rows = {k: v for k, v in report.items() if k not in ("failures", "note")}
     if preview is not None:
         rows["preview"] = str(preview)
     if str(json_path) != "-":
         print_table("xpt render", rows)
+    if summary.note:
+        err.print(f"[yellow]note[/yellow] {escape(summary.note)}", highlight=False)
     write_json_report(json_path, report)
-    if strict and summary.failed:
+    if summary.all_failed:
+        err.print(f"[red]error[/red] every object failed: see {escape(str(out))}/failures*.jsonl")
+        raise typer.Exit(code=1)
+    if strict and (summary.failed or summary.unread):
         raise typer.Exit(code=1)

@@ -36,6 +36,23 @@ class Rig(str, Enum):
     sphere = "sphere"
 
 
+class Layout(str, Enum):
+    shapenet_v2 = "shapenet-v2"
+    shapenet_v1 = "shapenet-v1"
+    modelnet = "modelnet"
+    folder = "folder"
+
+
+class UpAxis(str, Enum):
+    auto = "auto"
+    pos_y = "+Y"
+    neg_y = "-Y"
+    pos_z = "+Z"
+    neg_z = "-Z"
+    pos_x = "+X"
+    neg_x = "-X"
+
+
 def shard(
     source: Annotated[
         str,
@@ -56,7 +73,13 @@ def shard(
     sampler: Annotated[
         Sampler, typer.Option(help="Uniform area-weighted, or farthest points of 4x as many.")
     ] = Sampler.uniform,
-    val_fraction: Annotated[float, typer.Option(help="Share of objects in the val split.")] = 0.1,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of objects in the val split (taken from the source's train split; "
+            "a source's own test split goes to the test shards, never to train or val)."
+        ),
+    ] = 0.1,
     image_format: Annotated[ImageFormat, typer.Option(help="How views are stored.")] = (
         ImageFormat.png
     ),
@@ -81,6 +104,26 @@ def shard(
     categories: Annotated[
         str | None, typer.Option(help="Comma-separated category ids or names.")
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="Only this split of a source that has splits (ModelNet: train, test)."),
+    ] = None,
+    layout: Annotated[
+        Layout | None,
+        typer.Option(
+            help="Read SOURCE in this layout instead of detecting it (detection picks a "
+            "dataset layout only when every mesh file fits it, else 'folder')."
+        ),
+    ] = None,
+    up_axis: Annotated[
+        UpAxis,
+        typer.Option(
+            case_sensitive=False,
+            help="Up axis of the mesh files, rotated to xpt's +Y up before anything else. "
+            "auto: ShapeNet +Y, ModelNet +Z, a folder +Y. glTF/GLB files are +Y by their "
+            "spec and never rotated; the procedural library is +Y.",
+        ),
+    ] = UpAxis.auto,
     per_category: Annotated[int, typer.Option(help="Procedural objects per category.")] = 8,
     rig: Annotated[Rig, typer.Option(help="Camera rig when rendering on the fly.")] = Rig.r2n2,
     views: Annotated[
@@ -91,11 +134,21 @@ def shard(
     source_seed: Annotated[
         int, typer.Option(help="Seed of the procedural source (as `xpt render --source-seed`).")
     ] = 0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit with status 1 if any object failed or any mesh file was not read "
+            "(without it: only when every object failed).",
+        ),
+    ] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
 ) -> None:
     """Pack point clouds and views into WebDataset shards with a checksummed manifest."""
+    from rich.markup import escape
+
     from xpt.toolkit.console import err, print_table, write_json_report
     from xpt.toolkit.partition import parse_part
     from xpt.toolkit.shards.build import ShardConfig, run_shard
@@ -107,6 +160,9 @@ def shard(
             format=format.value,
             renders=renders,
             categories=[c.strip() for c in categories.split(",")] if categories else None,
+            split=split,
+            layout=None if layout is None else layout.value,
+            up_axis=up_axis.value,
             per_category=per_category,
             limit=limit,
             num_points=points,
@@ -127,14 +183,22 @@ def shard(
         )
         result = run_shard(config)
     except (ValueError, OSError, RuntimeError) as error:  # settings, sources, GL, output
-        err.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from error
     if str(json_path) != "-":  # stdout then carries the JSON alone
         print_table("xpt shard", result.summary())
+    if result.note:
+        err.print(f"[yellow]note[/yellow] {escape(result.note)}", highlight=False, soft_wrap=True)
     if result.failures:
         err.print(
-            f"{len(result.failures)} objects left out: see {result.out / 'failures.jsonl'}",
+            f"{len(result.failures)} objects or files left out: see "
+            f"{escape(str(result.out / 'failures.jsonl'))}",
             highlight=False,
             soft_wrap=True,
         )
     write_json_report(json_path, {**result.summary(), "manifest": result.manifest})
+    if result.all_failed:
+        err.print("[red]error[/red] every object failed: the shard set is empty", highlight=False)
+        raise typer.Exit(code=1)
+    if strict and result.failures:
+        raise typer.Exit(code=1)

@@ -3,6 +3,13 @@
 Bounding-box centre at the origin, scaled so that the bounding box's half-diagonal
 is 1 (ShapeNet's unit-diagonal convention, doubled); every vertex then lies inside
 the unit sphere. Up axis is +Y, as in ShapeNet.
+
+Sources whose up axis is another one (ModelNet's OFF files, most STL files and scans are
++Z up) are rotated into the +Y-up frame when loaded, before anything is normalised, so
+views and points are made from the same upright geometry. :func:`up_rotation` is that
+rotation: the proper rotation (no mirroring) that takes the source's up axis to +Y about
+the X axis for +-Z and -Y and about the Z axis for +-X, e.g. +Z up:
+``(x, y, z) -> (x, z, -y)``, which also turns a Z-up file's front (-Y) to +Z, glTF's front.
 """
 
 from __future__ import annotations
@@ -13,6 +20,55 @@ import numpy as np
 import trimesh
 
 UP_AXIS = "+Y"
+"""The up axis of the normalised frame every output refers to."""
+
+AUTO = "auto"
+"""``--up-axis auto``: the default of the object's source (:data:`SOURCE_UP_AXES`)."""
+
+# Rows of the 3x3 rotation that takes each source up axis to +Y.
+_TO_Y_UP = {
+    "+Y": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "-Y": ((1, 0, 0), (0, -1, 0), (0, 0, -1)),
+    "+Z": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),
+    "-Z": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
+    "+X": ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+    "-X": ((0, 1, 0), (-1, 0, 0), (0, 0, 1)),
+}
+UP_AXES = tuple(_TO_Y_UP)
+"""Up axes a source may have: ``+Y``, ``-Y``, ``+Z``, ``-Z``, ``+X``, ``-X``."""
+
+SOURCE_UP_AXES = {
+    "shapenet-v2": "+Y",
+    "shapenet-v1": "+Y",
+    "modelnet": "+Z",
+    "folder": "+Y",
+    "procedural": "+Y",
+    "procedural-eval": "+Y",
+}
+"""The up axis ``auto`` means for each source (a source not listed: +Y)."""
+
+
+def check_up_axis(value: str, *, allow_auto: bool = True) -> str:
+    """``value`` if it names an up axis (or ``auto``), else ``ValueError`` listing the choices."""
+    choices = (AUTO, *UP_AXES) if allow_auto else UP_AXES
+    if value not in choices:
+        raise ValueError(f"up axis must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def default_up_axis(source: str) -> str:
+    """The up axis of ``source``'s files when the user gives none (:data:`SOURCE_UP_AXES`)."""
+    return SOURCE_UP_AXES.get(source, UP_AXIS)
+
+
+def up_rotation(axis: str) -> np.ndarray:
+    """The 4x4 rotation that takes a source whose up axis is ``axis`` into the +Y-up frame.
+
+    A proper rotation (determinant +1): nothing is mirrored, face winding is kept.
+    """
+    matrix = np.eye(4)
+    matrix[:3, :3] = _TO_Y_UP[check_up_axis(axis, allow_auto=False)]
+    return matrix
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,45 @@ missing texture or material library is not an error: the mesh loads with its
 
 Geometry is loaded with ``process=False``: nothing is merged or silently removed,
 so what is validated is what the file holds.
+
+Where the extension lies (a PLY named ``.obj``, a GLB named ``.gltf``) the format is
+read from the content (:func:`detect_format`) and a warning says what was found. Text
+formats whose header declares counts (ASCII PLY, OFF) and ASCII STL are checked for
+truncation against what the file actually holds.
+
+MTL files and textures are found as other tools find them (:class:`_AssetResolver`):
+``map_Kd`` options skipped, Windows backslashes normalised, letter case ignored, and a
+path that does not exist (absolute, or from the author's folder tree) tried by its base
+name next to the mesh.
+
+The scene is rotated from the source's up axis into xpt's +Y-up frame
+(:func:`xpt.toolkit.meshes.geometry.up_rotation`); glTF is +Y up by its specification
+and never rotated.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import re
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import trimesh
 from trimesh.resolvers import FilePathResolver
 
+from xpt.toolkit.fsio import printable
+from xpt.toolkit.meshes.geometry import (
+    AUTO,
+    UP_AXIS,
+    check_up_axis,
+    default_up_axis,
+    up_rotation,
+)
 from xpt.toolkit.meshes.objects import MeshObject
 
 MAX_BYTES = 2 * 1024**3
@@ -63,6 +87,43 @@ _OFF_MAGIC = re.compile(rb"\s*((?:ST)?C?N?4?n?OFF)(\s*BINARY)?")
 _MTLLIB = re.compile(rb"^[ \t]*mtllib[ \t]+(.+?)[ \t]*\r?$", re.MULTILINE)
 _REASON_MAX = 240
 
+FORMAT_NAMES = {
+    "obj": "OBJ",
+    "off": "OFF",
+    "ply": "PLY",
+    "stl": "STL",
+    "glb": "GLB",
+    "gltf": "glTF",
+}
+"""Display name of each format :func:`load_mesh` reads (keys: extensions without the dot)."""
+
+_SNIFF_BYTES = 64 * 1024
+_PLY_MAGIC = re.compile(rb"ply[ \t]*\r?\n")
+_OBJ_STATEMENT = re.compile(rb"^[ \t]*(?:v|vt|vn|f|o|g|usemtl|mtllib)[ \t]", re.MULTILINE)
+_STL_FACET = re.compile(rb"\bfacet\b", re.IGNORECASE)
+_STL_ENDFACET = re.compile(rb"\bendfacet\b", re.IGNORECASE)
+_OFF_COUNTS = re.compile(rb"[ \t]*\r?\n?\s*(\d+)\s+(\d+)[^\n]*(?:\n|$)")
+# a line holding data: not blank and (in formats with comments) not a comment
+_DATA_LINE = re.compile(rb"^[ \t\r]*[^\s]", re.MULTILINE)
+_OFF_DATA_LINE = re.compile(rb"^[ \t\r]*[^\s#]", re.MULTILINE)
+# MTL texture options and how many values each takes (-o, -s, -t: one to three numbers)
+_MAP_OPTIONS = {
+    "-blendu": 1,
+    "-blendv": 1,
+    "-bm": 1,
+    "-boost": 1,
+    "-cc": 1,
+    "-clamp": 1,
+    "-imfchan": 1,
+    "-texres": 1,
+    "-type": 1,
+    "-mm": 2,
+    "-o": 3,
+    "-s": 3,
+    "-t": 3,
+}
+_ABSOLUTE = re.compile(r"^(?:/|[A-Za-z]:/)")
+
 
 class MeshError(Exception):
     """A mesh that cannot be used; ``str`` is ``"path: reason"`` on one line."""
@@ -78,28 +139,125 @@ class MeshError(Exception):
 
 @dataclass
 class LoadedMesh:
-    """A loaded mesh: the trimesh Scene and what was wrong but not fatal."""
+    """A loaded mesh: the trimesh Scene (+Y up) and what was wrong but not fatal.
+
+    ``source_up_axis`` is the up axis the file was read with; the scene has been rotated
+    from it into the +Y-up frame.
+    """
 
     scene: trimesh.Scene
     warnings: list[str] = field(default_factory=list)
+    source_up_axis: str = UP_AXIS
 
 
 class _AssetResolver(FilePathResolver):
-    """Resolves MTL and texture names relative to the mesh's folder, within ``root``.
+    """Finds MTL files and textures as other tools do, never outside ``root``.
 
-    trimesh's own resolver refuses names that leave the mesh's folder, which loses
-    ShapeNet v2 textures (``models/model_normalized.mtl`` names ``../images/…``).
+    A reference (``map_Kd -s 1 1 1 ..\\Textures\\Wood.PNG``) has its options skipped and
+    its backslashes turned into slashes (:func:`asset_file_name`); then, stopping at the
+    first file found, it is looked for: as written, relative to the mesh's folder (an
+    absolute path as is); without its leading ``../`` parts inside the mesh's folder; by
+    its base name in the mesh's folder. Each step ignores letter case where no file has
+    the exact name. Unlike trimesh's own resolver, names may leave the mesh's folder
+    (ShapeNet v2's ``models/model_normalized.mtl`` names ``../images/...``) as long as
+    they stay within ``root``.
     """
 
     def __init__(self, mesh_path: Path, root: Path):
         super().__init__(str(mesh_path))
+        # trimesh names the geometry after this; a name that is not UTF-8 cannot be hashed
+        self.file_name = printable(self.file_name)
+        self.folder = Path(self.parent)
         self.root = root.resolve()
 
-    def absolute(self, name: str) -> Path:
-        path = (Path(self.parent) / name.strip()).resolve()
-        if not path.is_relative_to(self.root):
-            raise ValueError(f"'{name}' is outside {self.root}")
-        return path
+    def get(self, name: str) -> bytes:
+        path, _ = self.locate(name)
+        if path is None:
+            raise FileNotFoundError(name)
+        return path.read_bytes()
+
+    def locate(self, reference: str) -> tuple[Path | None, list[str]]:
+        """The file ``reference`` names (None if not found) and the names tried, in order."""
+        name = asset_file_name(reference)
+        if not name:
+            return None, []
+        parts = PurePosixPath(name).parts
+        if _ABSOLUTE.match(name):
+            steps = [(Path("/"), parts[1:])] if name.startswith("/") else []
+        else:
+            inner = tuple(p for p in parts if p not in ("..", "."))
+            steps = [(self.folder, parts), (self.folder, inner)]
+        steps.append((self.folder, parts[-1:]))
+        tried: list[str] = []
+        for base, relative in steps:
+            shown = name if base == Path("/") else "/".join(relative)
+            if not relative or shown in tried:
+                continue
+            tried.append(shown)
+            path = _find_file(base, relative)
+            if path is not None and path.resolve().is_relative_to(self.root):
+                return path, tried
+            if path is not None:
+                tried[-1] += f" (outside {self.root})"
+        return None, tried
+
+
+def asset_file_name(reference: str) -> str:
+    """The file name in an ``mtllib``/``map_*`` statement's arguments.
+
+    MTL options are skipped, surrounding quotes removed and backslashes turned into
+    slashes: ``-s 1 1 1 ..\\Tex\\a.png`` -> ``../Tex/a.png``. The name is the rest of
+    the line, so it may contain spaces.
+    """
+    words = list(re.finditer(r"\S+", reference))
+    if not words:
+        return ""
+    i, last = 0, len(words) - 1
+    while i < last and words[i].group().lower() in _MAP_OPTIONS:
+        values = _MAP_OPTIONS[words[i].group().lower()]
+        i += 1
+        if values == 3:  # u [v [w]]: as many numbers as follow, up to three
+            for _ in range(3):
+                if i < last and _is_number(words[i].group()):
+                    i += 1
+        else:
+            i = min(i + values, last)
+    name = reference[words[i].start() :].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    return name.replace("\\", "/")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _find_file(base: Path, parts: tuple[str, ...]) -> Path | None:
+    """``base/parts...`` when it is a file, matching each part's letter case if one must."""
+    path = base
+    for part in parts:
+        if part == "..":
+            path = path.parent
+            continue
+        if part in ("", "."):
+            continue
+        exact = path / part
+        if exact.exists():
+            path = exact
+            continue
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            return None
+        match = next((n for n in names if n.lower() == part.lower()), None)
+        if match is None:
+            return None
+        path = path / match
+    return path if path.is_file() else None
 
 
 class _Capture(logging.Handler):
@@ -114,17 +272,24 @@ class _Capture(logging.Handler):
 
 
 def load_mesh(
-    path: str | Path, *, max_bytes: int = MAX_BYTES, asset_root: str | Path | None = None
+    path: str | Path,
+    *,
+    max_bytes: int = MAX_BYTES,
+    asset_root: str | Path | None = None,
+    up_axis: str = UP_AXIS,
 ) -> LoadedMesh:
-    """Load a mesh file as a trimesh Scene, or raise :class:`MeshError`.
+    """Load a mesh file as a +Y-up trimesh Scene, or raise :class:`MeshError`.
 
     ``asset_root`` bounds where MTL files and textures may be read from (default:
     the folder above the mesh's folder, which covers ShapeNet's ``../images``).
+    ``up_axis`` is the file's up axis (one of ``UP_AXES``); the scene is rotated from it
+    to +Y. glTF files are +Y up by their specification and keep their orientation.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise MeshError(path, f"unsupported mesh type '{suffix}' (expected {_suffixes()})")
+    up_axis = check_up_axis(up_axis, allow_auto=False)
     if not path.exists():
         raise MeshError(path, "file not found")
     if not path.is_file():
@@ -140,13 +305,17 @@ def load_mesh(
         raise MeshError(path, f"cannot read: {_one_line(str(exc))}") from exc
 
     warnings: list[str] = []
-    if suffix in (".obj", ".off"):
-        data = _as_utf8_text(path, data, warnings)
-    _check_header(path, suffix, data)
+    fmt = detect_format(data, suffix[1:])
+    if fmt != suffix[1:]:
+        name, told = FORMAT_NAMES[fmt], FORMAT_NAMES[suffix[1:]]
+        warnings.append(f"content is {name}, not {told}; read as {name}")
+    if fmt in ("obj", "off"):
+        data = _as_utf8_text(path, fmt, data, warnings)
+    _check_header(path, fmt, data)
 
     root = Path(asset_root) if asset_root is not None else path.parent.parent
     resolver = _AssetResolver(path, root)
-    if suffix == ".obj":
+    if fmt == "obj":
         warnings.extend(_missing_obj_assets(data, resolver))
 
     capture = _Capture()
@@ -155,27 +324,34 @@ def load_mesh(
     try:
         scene = trimesh.load(
             io.BytesIO(data),
-            file_type=suffix[1:],
+            file_type=fmt,
             resolver=resolver,
             force="scene",
             process=False,
         )
-    except IndexError as exc:
-        reason = f"a face references a vertex that does not exist ({_describe(exc)})"
-        raise MeshError(path, f"cannot parse {suffix[1:].upper()}: {reason}") from exc
     except Exception as exc:
-        raise MeshError(path, f"cannot parse {suffix[1:].upper()}: {_describe(exc)}") from exc
+        raise MeshError(path, _parse_failure(fmt, data, exc)) from exc
     finally:
         logger.removeHandler(capture)
     warnings.extend(m for m in capture.messages if m not in warnings)
     validate_scene(path, scene)
-    return LoadedMesh(scene=scene, warnings=warnings)
+    source_up_axis = UP_AXIS if fmt in ("glb", "gltf") else up_axis
+    if source_up_axis != UP_AXIS:
+        scene.apply_transform(up_rotation(source_up_axis))
+    return LoadedMesh(scene=scene, warnings=warnings, source_up_axis=source_up_axis)
 
 
-def load_object(obj: MeshObject, *, max_bytes: int = MAX_BYTES) -> LoadedMesh:
-    """Load one source object: its file, or the procedural generator for its seed."""
+def load_object(obj: MeshObject, *, max_bytes: int = MAX_BYTES, up_axis: str = AUTO) -> LoadedMesh:
+    """Load one source object (+Y up): its file, or the procedural generator for its seed.
+
+    ``up_axis`` is the up axis of the object's file, or ``auto`` for its source's default
+    (:data:`xpt.toolkit.meshes.geometry.SOURCE_UP_AXES`: ModelNet +Z, the others +Y).
+    """
+    check_up_axis(up_axis)
     if obj.source in PROCEDURAL_SOURCES:
         where = f"procedural:{obj.category_name}:{obj.seed}"
+        if up_axis not in (AUTO, UP_AXIS):
+            raise MeshError(where, PROCEDURAL_UP_AXIS)
         if obj.seed is None:
             raise MeshError(where, "procedural object without a seed")
         from xpt.toolkit.procedural import generate
@@ -188,16 +364,29 @@ def load_object(obj: MeshObject, *, max_bytes: int = MAX_BYTES) -> LoadedMesh:
         return LoadedMesh(scene=scene, warnings=[])
     if obj.path is None:
         raise MeshError(obj.key, f"object from source '{obj.source}' has no mesh path")
-    return load_mesh(obj.path, max_bytes=max_bytes)
+    axis = default_up_axis(obj.source) if up_axis == AUTO else up_axis
+    return load_mesh(obj.path, max_bytes=max_bytes, up_axis=axis)
+
+
+PROCEDURAL_UP_AXIS = "the procedural library is generated +Y up; --up-axis applies to mesh files"
+
+
+def check_source_up_axis(source: str | Path, up_axis: str) -> None:
+    """Raise ``ValueError`` for an up axis that cannot apply to ``source`` (a run-start check).
+
+    ``up_axis`` must be ``auto`` or one of ``UP_AXES``; the procedural library takes only
+    ``auto`` or ``+Y``.
+    """
+    check_up_axis(up_axis)
+    if str(source) in PROCEDURAL_SOURCES and up_axis not in (AUTO, UP_AXIS):
+        raise ValueError(f"{source}: {PROCEDURAL_UP_AXIS}")
 
 
 def validate_scene(path: str | Path, scene: trimesh.Scene) -> None:
     """Raise :class:`MeshError` unless ``scene`` has faces, finite vertices and valid indices."""
     meshes = [g for g in scene.geometry.values() if isinstance(g, trimesh.Trimesh)]
     if not any(len(m.faces) for m in meshes):
-        kinds = sorted({type(g).__name__ for g in scene.geometry.values()})
-        found = f" (only {', '.join(kinds)})" if kinds else ""
-        raise MeshError(path, f"no faces{found}")
+        raise MeshError(path, _no_faces(scene))
     for mesh in meshes:
         vertices = np.asarray(mesh.vertices)
         bad = int((~np.isfinite(vertices)).any(axis=1).sum())
@@ -215,15 +404,58 @@ def validate_scene(path: str | Path, scene: trimesh.Scene) -> None:
             raise MeshError(path, f"non-finite transform on scene node '{node}'")
 
 
-def _check_header(path: Path, suffix: str, data: bytes) -> None:
-    if suffix == ".ply":
-        _check_ply(path, data)
-    elif suffix == ".off":
-        _check_off(path, data)
-    elif suffix == ".stl":
-        _check_stl(path, data)
-    elif suffix == ".glb":
-        _check_glb(path, data)
+def _no_faces(scene: trimesh.Scene) -> str:
+    """Why a scene without faces has none: nothing at all, a point cloud, or bare vertices."""
+    geometry = list(scene.geometry.values())
+    points = sum(len(getattr(g, "vertices", ())) for g in geometry)
+    if not points:
+        return "no faces (no vertices either)"
+    if all(isinstance(g, trimesh.PointCloud) for g in geometry):
+        return f"no faces: a point cloud of {points:,} points, not a mesh"
+    return f"no faces ({points:,} vertices, no triangles)"
+
+
+def detect_format(data: bytes, declared: str) -> str:
+    """The format of ``data`` (a key of :data:`FORMAT_NAMES`).
+
+    The content's signature wins over the extension ``declared`` (without the dot): PLY's
+    ``ply`` line, GLB's ``glTF`` magic, the OFF header, a binary STL's exact size (84 +
+    50 bytes per declared triangle) or an ASCII STL's ``solid ... facet``, a JSON object
+    with glTF's ``asset``, OBJ statements. Content without one is taken as ``declared``,
+    whose checks then say what is wrong.
+    """
+    head = data[:_SNIFF_BYTES]
+    found = None
+    if _PLY_MAGIC.match(head):
+        found = "ply"
+    elif head[:4] == b"glTF":
+        found = "glb"
+    elif _OFF_MAGIC.match(re.sub(rb"#[^\n]*", b"", head[:4096])):
+        found = "off"
+    elif len(data) >= 84 and 84 + 50 * struct.unpack_from("<I", data, 80)[0] == len(data):
+        found = "stl"
+    elif b"\0" not in head[:1024]:
+        text = head.lstrip()
+        if text[:5].lower() == b"solid" and _STL_FACET.search(head):
+            found = "stl"
+        elif text[:1] == b"{" and b'"asset"' in data:
+            found = "gltf"
+        elif _OBJ_STATEMENT.search(head):
+            found = "obj"
+    return found or declared
+
+
+def _check_header(path: Path, fmt: str, data: bytes) -> None:
+    """Format checks that need no parsing: magic, declared sizes, truncation."""
+    check = {
+        "ply": _check_ply,
+        "off": _check_off,
+        "stl": _check_stl,
+        "glb": _check_glb,
+        "gltf": _check_gltf,
+    }.get(fmt)
+    if check is not None:
+        check(path, data)
 
 
 def _check_ply(path: Path, data: bytes) -> None:
@@ -271,6 +503,7 @@ def _check_ply(path: Path, data: bytes) -> None:
             elements[-1] = (name, count, nbytes, ntokens)
     if fmt is None:
         raise MeshError(path, "PLY header has no format line")
+    declared = ", ".join(f"{name}: {count:,}" for name, count, _, _ in elements)
     if fmt == "ascii":
         # every value takes at least one character and one separator
         tokens = sum(count * ntokens for _, count, _, ntokens in elements)
@@ -278,16 +511,24 @@ def _check_ply(path: Path, data: bytes) -> None:
     else:
         needed = sum(count * nbytes for _, count, nbytes, _ in elements)
     if needed > body:
-        declared = ", ".join(f"{name}: {count:,}" for name, count, _, _ in elements)
         raise MeshError(
             path,
             f"PLY header declares {declared} elements (at least {needed:,} bytes) "
             f"but only {body:,} bytes follow the header (truncated or corrupt)",
         )
+    if fmt == "ascii":  # one element a line
+        lines = sum(count for _, count, _, _ in elements)
+        found = _count_lines(_DATA_LINE, data, end.end())
+        if found < lines:
+            raise MeshError(
+                path,
+                f"truncated: the PLY header declares {declared} elements ({lines:,} lines) "
+                f"but {found:,} lines follow it",
+            )
 
 
 def _check_off(path: Path, data: bytes) -> None:
-    """Validate the OFF magic and that the declared counts fit in the file."""
+    """Validate the OFF magic and that the declared vertex and face lines are all there."""
     text = re.sub(rb"#[^\n]*", b"", data[:4096])
     magic = _OFF_MAGIC.match(text)
     if magic is None:
@@ -295,10 +536,10 @@ def _check_off(path: Path, data: bytes) -> None:
     if magic.group(2):
         raise MeshError(path, "binary OFF is not supported")
     # ModelNet has files whose counts follow the magic without a line break ("OFF490 518 0")
-    counts = text[magic.end() :].split()[:2]
-    if len(counts) < 2 or not all(c.isdigit() for c in counts):
+    counts = _OFF_COUNTS.match(text, magic.end())
+    if counts is None:
         raise MeshError(path, "OFF file has no vertex/face count line")
-    vertices, faces = (int(c) for c in counts)
+    vertices, faces = int(counts.group(1)), int(counts.group(2))
     needed = 2 * (3 * vertices + 4 * faces) - 1
     if needed > len(data):
         raise MeshError(
@@ -306,13 +547,37 @@ def _check_off(path: Path, data: bytes) -> None:
             f"OFF header declares {vertices:,} vertices and {faces:,} faces "
             f"(at least {needed:,} bytes) but the file has {len(data):,} bytes",
         )
+    header_lines = _count_lines(_DATA_LINE, text[: counts.end()])
+    found = _count_lines(_OFF_DATA_LINE, data) - header_lines
+    if found < vertices + faces:
+        raise MeshError(
+            path,
+            f"truncated: the OFF header declares {vertices:,} vertices and {faces:,} faces "
+            f"({vertices + faces:,} lines) but {found:,} lines follow it",
+        )
+    last = data[-4096:].rstrip().rsplit(b"\n", 1)[-1].split(b"#", 1)[0].split()
+    if faces and found == vertices + faces and last and last[0].isdigit():
+        if len(last) < 1 + int(last[0]):
+            raise MeshError(
+                path,
+                f"truncated: the last face line lists {len(last) - 1} of its "
+                f"{int(last[0])} vertex indices",
+            )
 
 
 def _check_stl(path: Path, data: bytes) -> None:
-    """A binary STL must be exactly 84 + 50 bytes per declared triangle."""
+    """A binary STL must be exactly 84 + 50 bytes per declared triangle; an ASCII STL
+    must end every facet it begins."""
     head = data[:1024]
     if head.lstrip()[:5].lower() == b"solid" and b"\0" not in head:
-        return  # ASCII STL: trimesh parses text, nothing to allocate up front
+        begun = _count_lines(_STL_FACET, data)
+        ended = _count_lines(_STL_ENDFACET, data)
+        if ended < begun:
+            raise MeshError(
+                path,
+                f"truncated: the ASCII STL begins {begun:,} facets but ends {ended:,} ('endfacet')",
+            )
+        return
     if len(data) < 84:
         raise MeshError(path, f"binary STL shorter than its 84-byte header ({len(data)} bytes)")
     (triangles,) = struct.unpack_from("<I", data, 80)
@@ -338,10 +603,44 @@ def _check_glb(path: Path, data: bytes) -> None:
         )
 
 
-def _as_utf8_text(path: Path, data: bytes, warnings: list[str]) -> bytes:
+def _check_gltf(path: Path, data: bytes) -> None:
+    """A glTF file must be one JSON document (a cut-off file is not)."""
+    try:
+        json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise MeshError(path, f"glTF is not UTF-8 JSON ({_one_line(str(exc))})") from exc
+    except json.JSONDecodeError as exc:
+        raise MeshError(
+            path,
+            f"glTF JSON is not valid ({exc.msg} at byte {exc.pos:,} of {len(data):,}): "
+            "truncated or corrupt",
+        ) from exc
+
+
+def _count_lines(pattern: re.Pattern, data: bytes, start: int = 0) -> int:
+    """How many times ``pattern`` matches in ``data[start:]``, without building a list."""
+    return sum(1 for _ in pattern.finditer(data, start))
+
+
+def _parse_failure(fmt: str, data: bytes, exc: Exception) -> str:
+    """The reason for a file the format's reader rejected."""
+    name = FORMAT_NAMES[fmt]
+    if isinstance(exc, IndexError):
+        return f"cannot parse {name}: a face references a vertex that does not exist " + (
+            f"({_describe(exc)})"
+        )
+    if fmt == "ply" and "unexpected length" in str(exc):
+        return "truncated or corrupt: the binary PLY body is not the size its header declares"
+    reason = f"cannot parse {name}: {_describe(exc)}"
+    if fmt == "obj" and not data.endswith(b"\n"):
+        reason += " (the file ends mid-line: truncated?)"
+    return reason
+
+
+def _as_utf8_text(path: Path, fmt: str, data: bytes, warnings: list[str]) -> bytes:
     """Text formats: reject binary content; read non-UTF-8 text as Latin-1."""
     if b"\0" in data:
-        raise MeshError(path, f"binary data in a text {path.suffix[1:].upper()} file")
+        raise MeshError(path, f"binary data in a text {FORMAT_NAMES[fmt]} file")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -358,26 +657,30 @@ def _missing_obj_assets(data: bytes, resolver: _AssetResolver) -> list[str]:
     if match is None:
         return []
     name = match.group(1).decode("utf-8").strip()
-    try:
-        mtl = resolver.get(name)
-    except (OSError, ValueError):
-        return [f"material library '{name}' not found"]
+    mtl, tried = resolver.locate(name)
+    if mtl is None:
+        return [f"material library '{name}' not found{_tried(tried)}"]
     warnings = []
-    for line in mtl.decode("utf-8", errors="replace").splitlines():
+    for line in mtl.read_bytes().decode("utf-8", errors="replace").splitlines():
         words = line.split(maxsplit=1)
         if len(words) < 2 or words[0].lower() != "map_kd":
             continue
         texture = words[1].strip()
-        try:
-            image = resolver.get(texture)
-        except (OSError, ValueError):
-            warnings.append(f"texture '{texture}' (map_Kd in {name}) not found")
+        image, tried = resolver.locate(texture)
+        if image is None:
+            warnings.append(f"texture '{texture}' (map_Kd in {name}) not found{_tried(tried)}")
             continue
         try:
-            Image.open(io.BytesIO(image))
+            with Image.open(image) as opened:
+                opened.verify()
         except Exception:
             warnings.append(f"texture '{texture}' (map_Kd in {name}) is not a readable image")
     return warnings
+
+
+def _tried(names: list[str]) -> str:
+    """`` (tried a, b from the mesh's folder, any letter case)`` for a not-found warning."""
+    return f" (tried {', '.join(names)} from the mesh's folder, any letter case)" if names else ""
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xpt.toolkit.fsio import printable
+
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+HASH_CHARS = 8
+
+
+def short_hash(text: str) -> str:
+    """The first :data:`HASH_CHARS` hex digits of the sha1 of ``text`` (any file name)."""
+    return hashlib.sha1(printable(text).encode("utf-8")).hexdigest()[:HASH_CHARS]
+
+
+def make_key(text: str) -> str:
+    """A WebDataset-safe key (``[A-Za-z0-9_-]``, no dots) that is unique per ``text``.
+
+    ASCII text keeps the readable form keys have always had: each run of other
+    characters becomes ``_``. Other text is transliterated where it can be (accents
+    dropped, ``ü`` -> ``u``) and gets ``-`` plus a short hash of the original, because
+    ``椅子`` and ``桌子`` (or ``ü`` and ``ä``) would otherwise both become ``_``.
+    """
+    if text.isascii():
+        return _KEY_UNSAFE.sub("_", text)
+    decomposed = unicodedata.normalize("NFKD", printable(text))
+    readable = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return f"{_KEY_UNSAFE.sub('_', readable)}-{short_hash(text)}"
 
 
 @dataclass(frozen=True)
@@ -32,7 +57,7 @@ class MeshObject:
     @property
     def key(self) -> str:
         """The WebDataset ``__key__``: stable across runs, no dots, unique per object."""
-        return _KEY_UNSAFE.sub("_", f"{self.source}_{self.category_id}_{self.model_id}")
+        return make_key(f"{self.source}_{self.category_id}_{self.model_id}")
 
     @property
     def display(self) -> str:
@@ -52,5 +77,5 @@ class MeshObject:
 
     @property
     def where(self) -> str | None:
-        """The path as a string for failure records (None for in-memory objects)."""
-        return str(self.path) if self.path is not None else None
+        """The path as valid Unicode for records and messages (None for in-memory objects)."""
+        return printable(self.path) if self.path is not None else None

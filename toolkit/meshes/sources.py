@@ -1,6 +1,6 @@
 """Mesh sources: every supported dataset layout as one sorted list of MeshObject.
 
-Layouts (detected from the tree, see :func:`detect_layout`):
+Layouts (detected from the whole tree, see :func:`detect_layout`, or forced by name):
 
 - ``shapenet-v2``: ``<synset>/<model_id>/models/model_normalized.obj``
 - ``shapenet-v1``: ``<synset>/<model_id>/model.obj``
@@ -13,6 +13,12 @@ Layouts (detected from the tree, see :func:`detect_layout`):
 A path may also be a single ShapeNet v2 synset folder or ModelNet class folder
 (read as the whole dataset restricted to that category) or a single mesh file.
 
+A dataset layout is detected only when it explains every mesh file in the tree;
+otherwise the tree is a ``folder`` source, so a stray ``<a>/<b>/model.obj`` never hides
+the other meshes. Whatever the layout, every entry named like a mesh that it does not
+read (a file outside a forced layout, a broken symlink, a folder called ``x.obj``, a
+folder that cannot be listed) is returned as :class:`Unread`, for the failure record.
+
 Labels are the index of the category in the sorted category ids of the whole
 source, so they do not change when a category filter is applied. Every model
 folder of a ShapeNet category is listed even when its mesh file is missing, so the
@@ -24,12 +30,14 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from xpt.toolkit.failures import Failure
+from xpt.toolkit.fsio import printable
 from xpt.toolkit.meshes.load import MESH_SUFFIXES
-from xpt.toolkit.meshes.objects import MeshObject
+from xpt.toolkit.meshes.objects import MeshObject, short_hash
 
 LAYOUTS = ("shapenet-v2", "shapenet-v1", "modelnet", "folder")
 PROCEDURAL = "procedural"
@@ -46,6 +54,32 @@ class SourceError(ValueError):
     """A source that cannot be opened, or filters that match nothing in it."""
 
 
+@dataclass(frozen=True)
+class Unread:
+    """An entry named like a mesh file that the source does not read, and why.
+
+    ``id`` is its path relative to the source root (valid Unicode): it stands in for an
+    object key in failure records and ``--part`` partitioning.
+    """
+
+    id: str
+    path: Path
+    reason: str
+
+    def failure(self) -> Failure:
+        return Failure(self.id, printable(self.path), "source", self.reason)
+
+
+@dataclass
+class Source:
+    """What :func:`scan_source` found: the objects, the layout, the entries left unread."""
+
+    objects: list[MeshObject]
+    layout: str
+    unread: list[Unread] = field(default_factory=list)
+    note: str | None = None  # e.g. "looks like shapenet-v2 but for 2 files: ..."
+
+
 def open_source(
     spec: str | Path = PROCEDURAL,
     *,
@@ -54,43 +88,73 @@ def open_source(
     limit: int | None = None,
     per_category: int = 8,
     seed: int = 0,
+    layout: str | None = None,
 ) -> list[MeshObject]:
     """All objects of a source, filtered, in a deterministic sorted order.
 
+    The objects of :func:`scan_source` (which also says what it could not read).
+    """
+    return scan_source(
+        spec,
+        categories=categories,
+        split=split,
+        limit=limit,
+        per_category=per_category,
+        seed=seed,
+        layout=layout,
+    ).objects
+
+
+def scan_source(
+    spec: str | Path = PROCEDURAL,
+    *,
+    categories: Sequence[str] | str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    per_category: int = 8,
+    seed: int = 0,
+    layout: str | None = None,
+) -> Source:
+    """The objects of a source, filtered and sorted, with the mesh entries it cannot read.
+
     ``spec`` is ``"procedural"`` (``per_category`` objects per category from
     ``seed``), ``"procedural-eval"`` (the evaluation set) or a path whose layout is
-    detected. ``categories`` match a category id or name (a string may list them
-    comma-separated); ``split`` keeps objects of that split; ``limit`` keeps the
-    first objects after sorting by (category id, model id).
+    detected (or forced: ``layout`` is one of :data:`LAYOUTS`). ``categories`` match a
+    category id or name (a string may list them comma-separated); ``split`` keeps
+    objects of that split; ``limit`` keeps the first objects after sorting by
+    (category id, model id). The unread entries do not depend on the filters.
     """
     if isinstance(categories, str):
         categories = [c.strip() for c in categories.split(",") if c.strip()]
     if limit is not None and limit < 1:
         raise SourceError(f"limit must be at least 1, got {limit}")
+    if layout is not None and layout not in LAYOUTS:
+        raise SourceError(f"unknown layout {layout!r} (expected one of {', '.join(LAYOUTS)})")
     if isinstance(spec, str) and spec in (PROCEDURAL, PROCEDURAL_EVAL):
+        if layout is not None:
+            raise SourceError(f"{spec}: --layout applies to a folder of meshes only")
         objects = _procedural(spec, categories, per_category, seed)
+        found = Source(objects, spec)
         where = spec
     else:
-        layout, root, only = _locate(Path(spec))
-        objects = list(_ITERATORS[layout](root))
-        _check_unique(objects, root)
-        if only is not None:
-            objects = [o for o in objects if o.category_id == only]
-        objects = _select_categories(objects, categories, str(spec))
-        where = f"{spec} ({layout})"
-    objects = _select_split(objects, split, where)
+        found = _scan_path(Path(spec), layout)
+        found.objects = _select_categories(found.objects, categories, str(spec))
+        where = f"{spec} ({found.layout})"
+    objects = _select_split(found.objects, split, where)
     objects.sort(key=_order)
     if limit is not None:
         objects = objects[:limit]
-    return objects
+    found.objects = objects
+    return found
 
 
 def detect_layout(path: str | Path) -> str:
     """The layout of ``path``: one of :data:`LAYOUTS`, or :class:`SourceError`.
 
-    A single ShapeNet synset folder or ModelNet class folder counts as that layout.
+    A dataset layout is chosen only when it explains every mesh file under ``path``;
+    a single ShapeNet v2 synset folder or ModelNet class folder counts as that layout.
     """
-    return _locate(Path(path))[0]
+    return _scan_path(Path(path), None).layout
 
 
 def read_taxonomy(root: str | Path) -> dict[str, str]:
@@ -122,12 +186,13 @@ def iter_shapenet(root: str | Path, layout: str = "shapenet-v2") -> Iterator[Mes
     names = read_taxonomy(root)
     synsets = [d for d in _subdirs(root) if _has_shapenet_model(d, parts)]
     for label, synset in enumerate(synsets):
+        category = printable(synset.name)
         for model in _subdirs(synset):
             yield MeshObject(
                 source=layout,
-                category_id=synset.name,
-                category_name=names.get(synset.name, synset.name),
-                model_id=model.name,
+                category_id=category,
+                category_name=names.get(category, category),
+                model_id=printable(model.name),
                 label=label,
                 path=model.joinpath(*parts),
             )
@@ -140,12 +205,14 @@ def iter_modelnet(root: str | Path) -> Iterator[MeshObject]:
     for label, folder in enumerate(classes):
         files = [(s, p) for s in MODELNET_SPLITS for p in _files(folder / s, (".off",))]
         stems = Counter(p.stem for _, p in files)
+        category = printable(folder.name)
         for split, path in files:
+            stem = printable(path.stem)
             yield MeshObject(
                 source="modelnet",
-                category_id=folder.name,
-                category_name=folder.name,
-                model_id=path.stem if stems[path.stem] == 1 else f"{path.stem}-{split}",
+                category_id=category,
+                category_name=category,
+                model_id=stem if stems[path.stem] == 1 else f"{stem}-{split}",
                 label=label,
                 path=path,
                 split=split,
@@ -159,15 +226,19 @@ def iter_folder(root: str | Path) -> Iterator[MeshObject]:
     and stem), their paths relative to ``root`` are used instead.
     """
     root = _absolute(root)
-    paths = [root] if root.is_file() else _walk_meshes(root)
-    labels = {name: i for i, name in enumerate(sorted({p.parent.name for p in paths}))}
+    yield from _folder_objects(root, [root] if root.is_file() else _walk(root)[0])
+
+
+def _folder_objects(root: Path, paths: Sequence[Path]) -> Iterator[MeshObject]:
+    categories = {path: printable(path.parent.name) for path in paths}
+    labels = {name: i for i, name in enumerate(sorted(set(categories.values())))}
     objects = [
         MeshObject(
             source="folder",
-            category_id=path.parent.name,
-            category_name=path.parent.name,
-            model_id=path.stem,
-            label=labels[path.parent.name],
+            category_id=categories[path],
+            category_name=categories[path],
+            model_id=printable(path.stem),
+            label=labels[categories[path]],
             path=path,
         )
         for path in paths
@@ -175,8 +246,9 @@ def iter_folder(root: str | Path) -> Iterator[MeshObject]:
     keys = Counter(o.key for o in objects)
     for obj in objects:
         if keys[obj.key] > 1:
-            relative = obj.path.relative_to(root).with_suffix("").as_posix().replace("/", "-")
-            obj = replace(obj, model_id=f"{relative}-{obj.path.suffix[1:].lower()}")
+            relative = printable(obj.path.relative_to(root).with_suffix("").as_posix())
+            suffix = printable(obj.path.suffix[1:].lower())
+            obj = replace(obj, model_id=f"{relative.replace('/', '-')}-{suffix}")
         yield obj
 
 
@@ -184,32 +256,120 @@ _ITERATORS = {
     "shapenet-v2": lambda root: iter_shapenet(root, "shapenet-v2"),
     "shapenet-v1": lambda root: iter_shapenet(root, "shapenet-v1"),
     "modelnet": iter_modelnet,
-    "folder": iter_folder,
 }
 
 
-def _locate(path: Path) -> tuple[str, Path, str | None]:
-    """(layout, dataset root, the one category when ``path`` is a category folder)."""
+def _shapenet_v2_file(parts: tuple[str, ...]) -> bool:
+    return len(parts) == 4 and parts[2:] == SHAPENET_FILES["shapenet-v2"]
+
+
+def _shapenet_v1_file(parts: tuple[str, ...]) -> bool:
+    return len(parts) == 3 and parts[2:] == SHAPENET_FILES["shapenet-v1"]
+
+
+def _modelnet_file(parts: tuple[str, ...]) -> bool:
+    return len(parts) == 3 and parts[1] in MODELNET_SPLITS and parts[2].lower().endswith(".off")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A dataset layout read from the given folder (or from its parent: one category)."""
+
+    layout: str
+    category: bool  # the folder is one category of the dataset
+    matches: Callable[[tuple[str, ...]], bool]  # path parts relative to the folder
+    detected: bool = True  # False: only when forced (v1's "model.obj" is too generic)
+    expected: str = ""
+
+
+_CANDIDATES = (
+    _Candidate(
+        "shapenet-v2",
+        False,
+        _shapenet_v2_file,
+        expected="<synset>/<model_id>/models/model_normalized.obj",
+    ),
+    _Candidate("shapenet-v1", False, _shapenet_v1_file, expected="<synset>/<model_id>/model.obj"),
+    _Candidate(
+        "shapenet-v2",
+        True,
+        lambda parts: _shapenet_v2_file(("", *parts)),
+        expected="<model_id>/models/model_normalized.obj",
+    ),
+    _Candidate(
+        "shapenet-v1",
+        True,
+        lambda parts: _shapenet_v1_file(("", *parts)),
+        detected=False,
+        expected="<model_id>/model.obj",
+    ),
+    _Candidate("modelnet", False, _modelnet_file, expected="<class>/{train,test}/<name>.off"),
+    _Candidate(
+        "modelnet",
+        True,
+        lambda parts: _modelnet_file(("", *parts)),
+        expected="{train,test}/<name>.off",
+    ),
+)
+
+
+def _scan_path(path: Path, forced: str | None) -> Source:
+    """The objects of a folder (or mesh file) in its detected or ``forced`` layout."""
     path = _absolute(path)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
     if path.is_file():
         if path.suffix.lower() not in MESH_SUFFIXES:
             raise SourceError(f"{path}: not a mesh file (expected {', '.join(MESH_SUFFIXES)})")
-        return "folder", path, None
-    for layout, parts in SHAPENET_FILES.items():
-        if any(_has_shapenet_model(d, parts) for d in _subdirs(path)):
-            return layout, path, None
-    # one synset folder; v1's generic "model.obj" is too ambiguous to guess this for
-    if _has_shapenet_model(path, SHAPENET_FILES["shapenet-v2"]):
-        return "shapenet-v2", path.parent, path.name
-    if any(_has_modelnet_split(d) for d in _subdirs(path)):
-        return "modelnet", path, None
-    if _has_modelnet_split(path):
-        return "modelnet", path.parent, path.name
-    if not _walk_meshes(path, first=True):
-        raise SourceError(f"{path}: no mesh files found (looked for {', '.join(MESH_SUFFIXES)})")
-    return "folder", path, None
+        if forced not in (None, "folder"):
+            raise SourceError(f"{path}: a single mesh file cannot be read as {forced}")
+        return Source(list(_folder_objects(path, [path])), "folder")
+    files, unread = _walk(path)
+    if not files:
+        bad = f"; {len(unread)} entries named like meshes cannot be read" if unread else ""
+        raise SourceError(
+            f"{path}: no mesh files found (looked for {', '.join(MESH_SUFFIXES)}){bad}"
+        )
+    parts = [f.relative_to(path).parts for f in files]
+    scores = [(sum(map(c.matches, parts)), c) for c in _CANDIDATES]
+    note = None
+    if forced is None:
+        fits = [c for n, c in scores if c.detected and n == len(files)]
+        chosen = fits[0] if fits else None
+        n, best = max(scores, key=lambda s: s[0])
+        if chosen is None and n > 0 and best.detected:
+            odd = next(f for f, p in zip(files, parts, strict=True) if not best.matches(p))
+            note = (
+                f"{n} of {len(files)} mesh files are in the {best.layout} layout, but not e.g. "
+                f"{printable(odd.relative_to(path))}; read as a folder of meshes "
+                f"(--layout {best.layout} reads the {best.layout} files only)"
+            )
+    elif forced == "folder":
+        chosen = None
+    else:
+        n, chosen = max(((n, c) for n, c in scores if c.layout == forced), key=lambda s: s[0])
+        if n == 0:
+            expected = " or ".join(c.expected for _, c in scores if c.layout == forced)
+            raise SourceError(f"{path}: no {forced} files found (expected {expected})")
+    if chosen is None:
+        objects = list(_folder_objects(path, files))
+        return Source(_unique_keys(objects, path), "folder", unread, note)
+    root = path.parent if chosen.category else path
+    objects = list(_ITERATORS[chosen.layout](root))
+    if chosen.category:
+        objects = [o for o in objects if o.category_id == printable(path.name)]
+    read = {o.path for o in objects}
+    unread += [
+        Unread(
+            printable(f.relative_to(path).as_posix()),
+            f,
+            f"not in the {chosen.layout} layout ({chosen.expected}), so not read",
+        )
+        for f in files
+        if f not in read
+    ]
+    unread.sort(key=lambda u: u.id)
+    return Source(_unique_keys(objects, root), chosen.layout, unread, note)
 
 
 def _procedural(
@@ -270,16 +430,22 @@ def _select_split(objects: list[MeshObject], split: str | None, where: str) -> l
     return [o for o in objects if o.split == split]
 
 
-def _check_unique(objects: list[MeshObject], root: Path) -> None:
-    """Keys must identify objects; two files that map to one key are a user error."""
-    seen: dict[str, MeshObject] = {}
+def _unique_keys(objects: list[MeshObject], root: Path) -> list[MeshObject]:
+    """Objects whose keys would collide get ``-<hash of their path>`` in their model id.
+
+    Keys are unique per name by construction, so this only happens when names differ
+    in characters a key cannot hold (``a b`` and ``a_b``); only those objects change.
+    """
+    counts = Counter(o.key for o in objects)
+    if all(n == 1 for n in counts.values()):
+        return objects
+    result = []
     for obj in objects:
-        other = seen.setdefault(obj.key, obj)
-        if other is not obj:
-            raise SourceError(
-                f"{root}: {other.where} and {obj.where} map to the same key '{obj.key}'; "
-                "rename one of them"
-            )
+        if counts[obj.key] > 1 and obj.path is not None:
+            relative = obj.path.relative_to(root).as_posix()
+            obj = replace(obj, model_id=f"{obj.model_id}-{short_hash(relative)}")
+        result.append(obj)
+    return result
 
 
 def _absolute(path: str | Path) -> Path:
@@ -323,16 +489,56 @@ def _files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
         return []
 
 
-def _walk_meshes(root: Path, first: bool = False) -> list[Path]:
-    """Mesh files under ``root`` in sorted path order (only the first one if ``first``)."""
-    found = []
-    for folder, dirs, _ in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if _visible(d))
-        for path in _files(Path(folder), MESH_SUFFIXES):
-            found.append(path)
-            if first:
-                return found
-    return sorted(found)
+def _walk(root: Path) -> tuple[list[Path], list[Unread]]:
+    """Mesh files under ``root`` (sorted), and the entries named like meshes that are not.
+
+    Follows symlinked folders, except one that leads back into a folder it is in (a
+    loop). Hidden entries and ``__MACOSX`` are skipped, as everywhere in the sources.
+    """
+    files: list[Path] = []
+    unread: list[Unread] = []
+    stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(root, frozenset())]
+    while stack:
+        folder, above = stack.pop()
+        try:
+            info = folder.stat()
+            here = (info.st_dev, info.st_ino)
+            if here in above:
+                continue
+            above = above | {here}
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:
+            reason = f"folder cannot be listed: {error.strerror or error}"
+            unread.append(Unread(_relative(folder, root), folder, reason))
+            continue
+        subfolders = []
+        for entry in entries:
+            if not _visible(entry.name):
+                continue
+            path = Path(entry.path)
+            is_dir = entry.is_dir()
+            if is_dir:
+                subfolders.append(path)
+            if Path(entry.name).suffix.lower() not in MESH_SUFFIXES:
+                continue
+            if entry.is_file():
+                files.append(path)
+            elif is_dir:
+                reason = "a folder named like a mesh file, not a mesh file"
+                unread.append(Unread(_relative(path, root), path, reason))
+            elif entry.is_symlink():
+                reason = "broken symbolic link (its target does not exist)"
+                unread.append(Unread(_relative(path, root), path, reason))
+            else:
+                reason = "not a regular file"
+                unread.append(Unread(_relative(path, root), path, reason))
+        stack.extend((sub, above) for sub in reversed(subfolders))
+    return sorted(files), sorted(unread, key=lambda u: u.id)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return printable(path.relative_to(root).as_posix())
 
 
 def _has_shapenet_model(synset: Path, parts: tuple[str, ...]) -> bool:

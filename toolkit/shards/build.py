@@ -1,8 +1,9 @@
 """The ``xpt shard`` run: objects -> samples (points + views) -> verified shards.
 
-Order and splits are reproducible: each object goes to ``val`` when
-``stable_fraction("split", key) < val_fraction``; each split is written in a
-seeded shuffled order (train first, then val). Points are sampled with a seed
+Order and splits are reproducible: an object of a source's own ``test`` (or
+``val``) split stays in it; any other object goes to ``val`` when
+``stable_fraction("split", key) < val_fraction``, else to ``train``. Each split is
+written in a seeded shuffled order (train, val, then test). Points are sampled with a seed
 derived from the run seed and the object key, so neither the worker count nor
 the order changes them. Workers build and encode samples in parallel; the main
 process writes them in order, so the shards are byte-identical for the same seed.
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import trimesh
@@ -29,10 +30,10 @@ import trimesh
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text
-from xpt.toolkit.meshes.geometry import as_mesh
+from xpt.toolkit.meshes.geometry import UP_AXES, as_mesh
 from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.meshes.sampling import SAMPLERS, sample_surface
-from xpt.toolkit.partition import select_part
+from xpt.toolkit.partition import part_of, select_part
 from xpt.toolkit.seeding import derive_seed, rng, stable_fraction
 from xpt.toolkit.shards.manifest import (
     ManifestError,
@@ -52,6 +53,9 @@ from xpt.toolkit.shards.schema import (
 )
 from xpt.toolkit.shards.views import ViewError, ViewProvider, ViewSetupError
 from xpt.toolkit.shards.writer import ShardInfo, ShardWriter
+
+if TYPE_CHECKING:
+    from xpt.toolkit.meshes.sources import Source, Unread
 
 FORMATS = ("meshes", "crosspoint")
 # Points may sit this far outside the unit sphere (float rounding, a renderer that
@@ -84,6 +88,8 @@ class ShardConfig:
     format: str = "meshes"
     renders: Path | None = None
     categories: list[str] | None = None
+    split: str | None = None  # only this split of a source that has splits
+    layout: str | None = None  # force a mesh folder's layout instead of detecting it
     per_category: int = 8
     limit: int | None = None
     num_points: int = 2048
@@ -102,6 +108,7 @@ class ShardConfig:
     source_seed: int = 0  # which procedural objects exist (as `xpt render --source-seed`)
     workers: int = 1
     render: dict[str, Any] = field(default_factory=dict)
+    up_axis: str = "auto"  # the mesh files' up axis (auto: the source's default)
 
     def __post_init__(self) -> None:
         checks = [
@@ -130,6 +137,18 @@ class ShardConfig:
             (self.max_samples is None or self.max_samples >= 1, "max samples must be >= 1"),
             (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
             (self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}"),
+            (
+                self.up_axis in ("auto", *UP_AXES),
+                f"up axis must be one of auto, {', '.join(UP_AXES)}, got {self.up_axis!r}",
+            ),
+            (
+                self.format == "meshes" or self.up_axis == "auto",
+                "up axis applies to mesh sources only (not with format crosspoint)",
+            ),
+            (
+                self.format == "meshes" or (self.split is None and self.layout is None),
+                "split and layout select from mesh sources only (not with format crosspoint)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -154,6 +173,9 @@ class ShardConfig:
         settings["source"] = str(self.source)
         settings["renders"] = None if self.renders is None else str(self.renders)
         settings["part"] = f"{self.part[0]}/{self.part[1]}"
+        for name in ("split", "layout"):  # recorded when given (older sets still resume)
+            if settings[name] is None:
+                settings.pop(name)
         if self.renders is not None or self.format != "meshes":
             settings["render"] = None  # only on-the-fly rendering uses these
         return settings
@@ -171,6 +193,7 @@ def base_meta(obj: MeshObject, seed: int) -> dict[str, Any]:
     """The metadata every sample carries from its object (DESIGN.md shard sample)."""
     return {
         **obj.identity(),
+        "source_split": obj.split,
         "seed": int(seed),
         "xpt_version": __version__,
     }
@@ -191,18 +214,25 @@ class MeshSampleMaker:
     oversample: int = 4
     normals: bool = True
     seed: int = 0
+    up_axis: str = "auto"
 
     def __call__(self, obj: MeshObject) -> Sample:
         from xpt.toolkit.meshes.load import MeshError, load_object
 
         try:
-            loaded = load_object(obj)
+            loaded = load_object(obj, up_axis=self.up_axis)
         except MeshError as error:
-            raise SampleError("load", str(error)) from error
+            raise SampleError("load", error.reason) from error
         try:
             views = self.views(obj, loaded.scene)
         except ViewError as error:
             raise SampleError("views", str(error)) from error
+        if views.source_up_axis not in (None, loaded.source_up_axis):
+            raise SampleError(
+                "views",
+                f"the views were rendered from the mesh read {views.source_up_axis} up, "
+                f"this run reads it {loaded.source_up_axis} up (give both the same --up-axis)",
+            )
         mesh = as_mesh(loaded.scene)
         try:
             vertices = views.normalization.apply(mesh.vertices)
@@ -229,6 +259,7 @@ class MeshSampleMaker:
             "cameras": views.cameras,
             "normalization": views.normalization.to_json(),
             "up_axis": views.up_axis,
+            "source_up_axis": loaded.source_up_axis,
             "warnings": list(loaded.warnings),
         }
         return Sample(
@@ -247,6 +278,17 @@ def split_of(key: str, val_fraction: float) -> str:
     return "val" if stable_fraction("split", key) < val_fraction else "train"
 
 
+def shard_split(obj: MeshObject, val_fraction: float) -> str:
+    """The shard split of ``obj``: its source's ``test``/``val`` split is kept, so a
+    held-out shape never reaches ``train``; others (source ``train`` or no split) go
+    by :func:`split_of`."""
+    if obj.split in (None, "train"):
+        return split_of(obj.key, val_fraction)
+    if obj.split in SPLITS:
+        return obj.split
+    raise ShardError(f"{obj.display}: unknown source split {obj.split!r} (expected train/val/test)")
+
+
 def ordered_splits(
     objects: Sequence[MeshObject], val_fraction: float, seed: int
 ) -> dict[str, list[MeshObject]]:
@@ -254,7 +296,7 @@ def ordered_splits(
     by_key = {obj.key: obj for obj in sorted(objects, key=lambda o: o.key)}
     result: dict[str, list[MeshObject]] = {}
     for split in SPLITS:
-        members = [obj for key, obj in by_key.items() if split_of(key, val_fraction) == split]
+        members = [obj for obj in by_key.values() if shard_split(obj, val_fraction) == split]
         order = rng(seed, "shard-order", split).permutation(len(members))
         result[split] = [members[i] for i in order]
     return result
@@ -333,10 +375,18 @@ class BuildResult:
     manifest: dict[str, Any]
     written: int = 0
     failed: int = 0
+    unread: int = 0  # entries named like meshes the source cannot read (in failures too)
     resumed_shards: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # "key: warning" of samples written now
+    layout: str = ""
+    note: str | None = None  # what layout detection wants the user to know
+
+    @property
+    def all_failed(self) -> bool:
+        """True when the set holds no sample and objects failed: nothing usable was made."""
+        return self.manifest["samples"] == 0 and len(self.failures) > self.unread
 
     @property
     def objects_per_second(self) -> float:
@@ -347,15 +397,18 @@ class BuildResult:
         splits = self.manifest["splits"]
         return {
             "out": str(self.out),
+            "layout": self.layout,
             "samples": self.manifest["samples"],
             "train": splits["train"]["samples"],
             "val": splits["val"]["samples"],
+            "test": splits["test"]["samples"],
             "shards": sum(len(s["shards"]) for s in splits.values()),
             "bytes": sum(sh["bytes"] for s in splits.values() for sh in s["shards"]),
             "categories": len(self.manifest["categories"]),
             "written now": self.written,
             "resumed shards": self.resumed_shards,
             "failed": self.manifest["failures"],
+            "not read": self.unread,
             "warnings": len(self.warnings),
             "seconds": round(self.seconds, 3),
             "objects/s": round(self.objects_per_second, 3),
@@ -393,8 +446,13 @@ def build_shards(
     objects: Sequence[MeshObject],
     config: ShardConfig,
     maker: SampleMaker,
+    unread: Sequence[Unread] = (),
 ) -> BuildResult:
-    """Write the shard set of ``objects`` (this config's part of them) to ``config.out_dir``."""
+    """Write the shard set of ``objects`` (this config's part of them) to ``config.out_dir``.
+
+    ``unread``: the source's entries named like meshes that it cannot read; they are
+    recorded as failures (stage "source") by the part their id falls in.
+    """
     from xpt.toolkit.console import RunProgress
 
     started = time.perf_counter()
@@ -420,10 +478,12 @@ def build_shards(
     failures_path = out / FAILURES_FILE
     previous = {failure.id: failure for failure in read_failures(failures_path)}
     log = FailureLog(failures_path)
+    index, count = config.part
     fresh = [
         Failure(obj.key, obj.where, "source", "duplicate object: same key as another object")
         for obj in duplicates
-    ]
+    ] + [entry.failure() for entry in unread if count == 1 or part_of(entry.id, count) == index]
+    not_read = len(fresh) - len(duplicates)
     for failure in fresh:
         if failure.id not in previous:
             log.record(failure)
@@ -431,8 +491,10 @@ def build_shards(
     warnings: list[str] = []
 
     def outstanding() -> list[Failure]:
-        """Failures by id, less objects a later attempt wrote (duplicates always stay)."""
-        merged = {**previous, **{f.id: f for f in fresh}}
+        """Failures by id, less objects a later attempt wrote. Source-stage records
+        (duplicates, unread entries) are this run's only: each run finds them anew."""
+        earlier = {k: f for k, f in previous.items() if f.stage != "source"}
+        merged = {**earlier, **{f.id: f for f in fresh}}
         kept_ids = [
             k for k in sorted(merged) if k not in written_keys or merged[k].stage == "source"
         ]
@@ -481,6 +543,8 @@ def build_shards(
         save_manifest(False)
     try:
         with RunProgress("shard", total=len(tasks), unit="obj") as bar:
+            for failure in fresh[len(duplicates) :]:
+                bar.fail(f"{failure.path}: not read: {failure.reason}")
             for task, result in run_tasks(tasks, maker, encoding, config.workers):
                 if isinstance(result, Failure):
                     if task.obj.key not in previous:
@@ -518,6 +582,7 @@ def build_shards(
         manifest=read_manifest(out),
         written=len(written_keys),
         failed=len(fresh),
+        unread=not_read,
         resumed_shards=sum(len(kept[split]) for split in SPLITS),
         seconds=time.perf_counter() - started,
         failures=final_failures,
@@ -525,8 +590,10 @@ def build_shards(
     )
 
 
-def objects_and_maker(config: ShardConfig) -> tuple[list[MeshObject], SampleMaker]:
-    """The objects of ``config.source`` and the sample maker for its format."""
+def objects_and_maker(config: ShardConfig) -> tuple[Source, SampleMaker]:
+    """The objects of ``config.source`` (with what it cannot read) and the sample maker."""
+    from xpt.toolkit.meshes.sources import Source, scan_source
+
     if config.format == "crosspoint":
         from xpt.toolkit.crosspoint_import import CrossPointSampleMaker, crosspoint_objects
 
@@ -536,16 +603,19 @@ def objects_and_maker(config: ShardConfig) -> tuple[list[MeshObject], SampleMake
         maker: SampleMaker = CrossPointSampleMaker(
             config.num_points, config.sampler, config.seed, config.max_views
         )
-        return objects, maker
-    from xpt.toolkit.meshes.sources import open_source
+        return Source(objects, "crosspoint"), maker
+    from xpt.toolkit.meshes.load import check_source_up_axis
     from xpt.toolkit.shards.views import LiveRenderViews, RenderDirViews
 
-    objects = open_source(
+    check_source_up_axis(config.source, config.up_axis)
+    found = scan_source(
         config.source,
         categories=config.categories,
+        split=config.split,
         limit=config.limit,
         per_category=config.per_category,
         seed=config.source_seed,
+        layout=config.layout,
     )
     if config.renders is not None:
         if not Path(config.renders).is_dir():
@@ -554,12 +624,20 @@ def objects_and_maker(config: ShardConfig) -> tuple[list[MeshObject], SampleMake
     else:
         views = LiveRenderViews(dict(config.render))
     maker = MeshSampleMaker(
-        views, config.num_points, config.sampler, config.oversample, config.normals, config.seed
+        views,
+        config.num_points,
+        config.sampler,
+        config.oversample,
+        config.normals,
+        config.seed,
+        config.up_axis,
     )
-    return objects, maker
+    return found, maker
 
 
 def run_shard(config: ShardConfig) -> BuildResult:
     """``xpt shard``: gather the objects, then :func:`build_shards`."""
-    objects, maker = objects_and_maker(config)
-    return build_shards(objects, config, maker)
+    found, maker = objects_and_maker(config)
+    result = build_shards(found.objects, config, maker, found.unread)
+    result.layout, result.note = found.layout, found.note
+    return result

@@ -34,6 +34,7 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
         "samples": samples,
         "train": sum(info.samples for info in shards["train"]),
         "val": sum(info.samples for info in shards["val"]),
+        "test": sum(info.samples for info in shards["test"]),
         "shards": sum(len(shards[split]) for split in SPLITS),
         "bytes": sum(info.bytes for split in SPLITS for info in shards[split]),
         "categories": len(manifest.get("categories", {})),
@@ -45,8 +46,29 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def shard_file_problems(directory: str | os.PathLike) -> list[str]:
+    """What is wrong with the shard files a manifest lists: missing, or not the recorded size.
+
+    One ``stat`` per shard (cheap on any set size); ``xpt verify`` reads the contents.
+    """
+    directory = Path(directory)
+    problems = []
+    for split in SPLITS:
+        for info in manifest_shards(read_manifest(directory))[split]:
+            path = directory / info.name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                problems.append(f"{path}: missing (the manifest lists it)")
+                continue
+            if size != info.bytes:
+                what = "truncated" if size < info.bytes else "longer than recorded"
+                problems.append(f"{path}: {what}: {size} bytes, the manifest says {info.bytes}")
+    return problems
+
+
 def category_rows(directory: str | os.PathLike) -> list[dict[str, Any]]:
-    """One row per category: id, name, label, train, val, samples."""
+    """One row per category: id, name, label, train, val, test, samples."""
     manifest = read_manifest(directory)
     return [
         {"category": category, **row} for category, row in manifest.get("categories", {}).items()

@@ -6,9 +6,12 @@
      "splits": {"train": {"samples": 108, "views": 1296,
                           "shards": [{"name", "samples", "bytes", "sha256",
                                       "start", "end", "views", "categories"}]},
-                "val": {...}},
-     "categories": {"<id>": {"name", "label", "train", "val", "samples"}},
+                "val": {...}, "test": {...}},
+     "categories": {"<id>": {"name", "label", "train", "val", "test", "samples"}},
      "failures": 2, "settings": {...}}
+
+``test`` holds the objects of a source's own test split (ModelNet), which therefore
+never reach train or val; it is empty for sources without splits.
 
 The manifest is rewritten (atomically) after every completed shard with
 ``"complete": false``, which is what an interrupted run resumes from.

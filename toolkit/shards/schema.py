@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "val")
+# "test" holds a source's own test split (ModelNet); train and val never hold its objects.
+SPLITS = ("train", "val", "test")
 POINTS = "points.npy"
 NORMALS = "normals.npy"
 META = "json"
@@ -38,7 +39,7 @@ POINTS_DTYPES = ("float32", "float16")
 NORMALS_DTYPE = "float16"
 PICKLE_EXTENSIONS = frozenset({"pyd", "pickle", "pkl", "pth", "pt"})
 VIEW_ENTRY = re.compile(r"^view_(\d{2,})\.(png|jpg|webp)$")
-SHARD_NAME = re.compile(r"^(train|val)-(\d{6})\.tar$")
+SHARD_NAME = re.compile(r"^(train|val|test)-(\d{6})\.tar$")
 
 # Required metadata fields and the JSON types they must have.
 META_FIELDS: dict[str, tuple[type, ...]] = {

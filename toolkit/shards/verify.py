@@ -3,8 +3,9 @@
 Checks, per shard listed in the manifest: present, size, sha256, readable as a tar
 to the end, sample count, and every sample against the schema (decoding with the
 schema's decoders, never unpickling). Across the set: unique keys, split and
-category counts, the failure count, and that the folder holds nothing else
-(foreign files, shards the manifest does not list, temporary leftovers).
+category counts, the failure count, that it holds at least one sample, and that the
+folder holds nothing else (foreign files, shards the manifest does not list,
+temporary leftovers).
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def verify_shards(directory: str | os.PathLike) -> VerifyReport:
         return report
     if not manifest.get("complete", False):
         report.add(MANIFEST, "incomplete: the run was interrupted (run xpt shard again to resume)")
+    if not manifest.get("samples"):
+        report.add(MANIFEST, "empty: the set holds no samples (see failures.jsonl for why)")
     shards = manifest_shards(manifest)
     keys: set[str] = set()
     for split in SPLITS:

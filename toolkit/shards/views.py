@@ -42,13 +42,15 @@ class ObjectViews:
 
     images: (H, W, 3) uint8 RGB arrays or encoded RGB images, one per view; cameras:
     one JSON-ready dict per view; normalization: the map from the mesh's frame to the
-    frame the cameras refer to.
+    frame the cameras refer to; source_up_axis: the up axis the mesh was read with when
+    the views were made (None: the views were rendered from the scene given, so it fits).
     """
 
     images: list[np.ndarray | EncodedImage]
     cameras: list[dict]
     normalization: Normalization
     up_axis: str = "+Y"
+    source_up_axis: str | None = None
 
 
 class ViewProvider(Protocol):
@@ -168,6 +170,7 @@ class RenderDirViews:
             cameras=cameras[:keep],
             normalization=normalization,
             up_axis=str(record.get("up_axis", "+Y")),
+            source_up_axis=str(record.get("source_up_axis", "+Y")),  # older renders: unrotated
         )
 
     def describe(self) -> dict[str, Any]:
@@ -213,7 +216,9 @@ class LiveRenderViews:
     def describe(self) -> dict[str, Any]:
         from xpt.render.config import RenderConfig
 
-        return {"views": "live", "render": _jsonable(RenderConfig(**self.config).output_settings())}
+        settings = RenderConfig(**self.config).output_settings()
+        settings.pop("up_axis")  # the sample maker orients the mesh before it is rendered
+        return {"views": "live", "render": _jsonable(settings)}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config}
