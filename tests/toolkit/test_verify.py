@@ -275,3 +275,31 @@ def test_a_set_with_test_shards_verifies_and_counts_them(tmp_path: Path) -> None
     summary = summarize(tmp_path / "s")
     assert summary["test"] == 3 and summary["train"] + summary["val"] == 5
     assert (tmp_path / "s" / "test-000000.tar").is_file()
+
+
+def test_inspect_names_missing_and_truncated_shards(shard_set: Path) -> None:
+    from xpt.toolkit.cli import app
+
+    clean = runner.invoke(app, ["inspect", str(shard_set), "--json", "-"])
+    assert clean.exit_code == 0 and json.loads(clean.stdout)["problems"] == []
+    (shard_set / "val-000000.tar").unlink()
+    train = shard_set / "train-000000.tar"
+    size = train.stat().st_size
+    with open(train, "r+b") as handle:
+        handle.truncate(size - 512)
+    damaged = runner.invoke(app, ["inspect", str(shard_set)])
+    assert damaged.exit_code == 1 and "Traceback" not in damaged.output
+    assert f"{shard_set / 'val-000000.tar'}: missing" in damaged.output
+    assert f"{train}: truncated: {size - 512} bytes, the manifest says {size}" in damaged.output
+
+
+def test_inspect_names_a_missing_path_and_a_file(tmp_path: Path) -> None:
+    from xpt.toolkit.cli import app
+
+    missing = runner.invoke(app, ["inspect", str(tmp_path / "nothing")])
+    assert missing.exit_code == 1
+    assert f"{tmp_path / 'nothing'}: no such file or folder" in missing.output
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("hello")
+    as_file = runner.invoke(app, ["inspect", str(a_file)])
+    assert as_file.exit_code == 1 and f"{a_file}: a file, not a shard folder" in as_file.output
