@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from xpt.toolkit.failures import Failure
 from xpt.toolkit.fsio import printable
@@ -80,29 +81,10 @@ class Source:
     note: str | None = None  # e.g. "looks like shapenet-v2 but for 2 files: ..."
 
 
-def open_source(
-    spec: str | Path = PROCEDURAL,
-    *,
-    categories: Sequence[str] | str | None = None,
-    split: str | None = None,
-    limit: int | None = None,
-    per_category: int = 8,
-    seed: int = 0,
-    layout: str | None = None,
-) -> list[MeshObject]:
-    """All objects of a source, filtered, in a deterministic sorted order.
-
-    The objects of :func:`scan_source` (which also says what it could not read).
-    """
-    return scan_source(
-        spec,
-        categories=categories,
-        split=split,
-        limit=limit,
-        per_category=per_category,
-        seed=seed,
-        layout=layout,
-    ).objects
+def open_source(spec: str | Path = PROCEDURAL, **options: Any) -> list[MeshObject]:
+    """All objects of a source, filtered, in a deterministic sorted order: the objects of
+    :func:`scan_source` (same options), for callers that need no record of unread files."""
+    return scan_source(spec, **options).objects
 
 
 def scan_source(
