@@ -37,7 +37,7 @@ class LinearResult:
             "accuracy": self.accuracy,
             "class_accuracy": self.class_accuracy,
             "per_class": [None if np.isnan(a) else float(a) for a in self.per_class],
-            "C": self.C,
+            "c": self.C,
             "cv_accuracy": {f"{c:g}": a for c, a in self.cv_accuracy.items()},
             "cv_folds": self.cv_folds,
             "seconds": self.seconds,

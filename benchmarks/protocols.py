@@ -125,6 +125,10 @@ class FewShotProtocol:
         )
 
 
+# JSON keys of the protocol fields named as sklearn names them.
+JSON_NAMES = {"C": "c", "C_grid": "c_grid"}
+
+
 @dataclass(frozen=True)
 class ProtocolCard:
     """A named evaluation protocol: how features are taken and classified."""
@@ -149,8 +153,12 @@ class ProtocolCard:
         return "encoders used as stored (their own BatchNorm statistics)"
 
     def to_dict(self) -> dict[str, Any]:
+        """The card as JSON: every field, with snake_case keys (sklearn's ``C`` as ``c``)."""
+        card = asdict(self)
+        for part in ("linear", "fewshot"):
+            card[part] = {JSON_NAMES.get(k, k): v for k, v in card[part].items()}
         return {
-            **asdict(self),
+            **card,
             "encoder_text": self.describe_bn(),
             "linear_text": self.linear.describe(),
             "fewshot_text": self.fewshot.describe(),

@@ -55,9 +55,9 @@ def linear_rows(result: DatasetResult) -> list[dict[str, str]]:
         rows.append(
             {
                 "encoder": _encoder_name(row),
-                "overall acc %": percent(linear["accuracy"]),
-                "mean class acc %": percent(linear["class_accuracy"]),
-                "C": ", ".join(f"{c:g}" for c in linear["C"]),
+                "overall_acc_pct": percent(linear["accuracy"]),
+                "mean_class_acc_pct": percent(linear["class_accuracy"]),
+                "c": ", ".join(f"{c:g}" for c in linear["C"]),
             }
         )
     if rows:
@@ -65,9 +65,9 @@ def linear_rows(result: DatasetResult) -> list[dict[str, str]]:
         rows.append(
             {
                 "encoder": _paper_name(result),
-                "overall acc %": DASH if figure is None else f"{figure:.1f}",
-                "mean class acc %": DASH,
-                "C": DASH,
+                "overall_acc_pct": DASH if figure is None else f"{figure:.1f}",
+                "mean_class_acc_pct": DASH,
+                "c": DASH,
             }
         )
     return rows
@@ -83,9 +83,10 @@ def fewshot_rows(result: DatasetResult, protocol_std: str) -> list[dict[str, str
         summary = row.fewshot_summary(protocol_std)
         cells = {"encoder": _encoder_name(row)}
         for name in settings:
-            cells[f"{name} %"] = "n/a" if name in row.fewshot_errors else percent(summary.get(name))
+            unavailable = name in row.fewshot_errors
+            cells[f"{name}_pct"] = "n/a" if unavailable else percent(summary.get(name))
         rows.append(cells)
-    rows.append({"encoder": _paper_name(result), **{f"{name} %": DASH for name in settings}})
+    rows.append({"encoder": _paper_name(result), **{f"{name}_pct": DASH for name in settings}})
     return rows
 
 
@@ -173,7 +174,7 @@ def _row_json(row: RowResult, protocol_std: str) -> dict[str, Any]:
             "accuracy": linear["accuracy"],
             "class_accuracy": linear["class_accuracy"],
             "per_class": [None if np.isnan(a) else float(a) for a in linear["per_class"]],
-            "C": linear["C"],
+            "c": linear["C"],
             "runs": [r.to_dict() for r in row.linear],
         },
         "fewshot": {

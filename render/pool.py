@@ -10,6 +10,10 @@ that dies (e.g. a crash inside a GL driver) costs only the object it was working
 Workers write each object folder themselves (atomically); the parent appends
 ``render_manifest.jsonl`` and ``failures.jsonl``, so each file has a single writer. At the
 end of a run ``failures.jsonl`` is rewritten to list only the objects that are failed now.
+
+Ctrl-C or SIGTERM: the parent hands out no more objects, lets the workers finish the ones
+they hold, and raises :class:`~xpt.toolkit.interrupts.Interrupted`; a second signal stops at
+once. Workers ignore both signals (the parent decides), so they print no tracebacks.
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ from xpt.render.output import (
     read_manifest_keys,
 )
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
-from xpt.toolkit.fsio import atomic_write_text
+from xpt.toolkit.fsio import atomic_write_text, make_folder
+from xpt.toolkit.interrupts import (
+    Interrupted,
+    StopRequest,
+    deferred_interrupts,
+    ignore_interrupts,
+    interrupted_after,
+    interrupts_ignored,
+)
 from xpt.toolkit.meshes.objects import MeshObject
 
 if TYPE_CHECKING:
@@ -137,6 +149,7 @@ def _worker_main(
     ``raster_threads`` caps Mesa llvmpipe's rasteriser threads (``LP_NUM_THREADS``, unless
     the user set it) so that N workers do not start N x cores threads; GPU drivers ignore it.
     """
+    ignore_interrupts()
     os.environ.setdefault("LP_NUM_THREADS", str(raster_threads))
     from xpt.render.renderer import ObjectRenderer
 
@@ -173,7 +186,8 @@ class _Worker:
     def __init__(self, context: multiprocessing.context.BaseContext, args: tuple):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, args=(child, *args), daemon=True)
-        self.process.start()
+        with interrupts_ignored():
+            self.process.start()
         child.close()
         self.born = time.monotonic()
         self.ready = False
@@ -304,14 +318,15 @@ def render_objects(
     source's ``unread`` entries (stage "source"). ``job``
     ("module:function") is what a worker does per object, ``render_job`` unless a caller
     needs otherwise. Raises
-    :class:`RenderError` when no worker can open a GL context.
+    :class:`RenderError` when no worker can open a GL context, and
+    :class:`~xpt.toolkit.interrupts.Interrupted` after SIGINT/SIGTERM (objects finished
+    until then are kept and a re-run skips them).
     """
     from xpt.toolkit.console import RunProgress
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out)
     summary = RenderSummary(objects=len(objects), backend=config.backend, out=str(out))
     listed = read_manifest_keys(out)
     seen: set[str] = set()
@@ -332,7 +347,10 @@ def render_objects(
             folder = object_dir(out, obj)
             append_manifest(out, manifest_entry(obj, folder, out, config.num_views, 0.0))
     start = time.perf_counter()
-    with RunProgress("render", total=len(pending) + len(duplicates), unit="obj") as bar:
+    with (
+        RunProgress("render", total=len(pending) + len(duplicates), unit="obj") as bar,
+        deferred_interrupts() as stop,
+    ):
         run = _Run(out, config, summary, bar if progress else None, failures_file)
         for entry in unread:
             run.unread(entry)
@@ -341,8 +359,13 @@ def render_objects(
         run.complete.update(obj.key for obj in skipped)
         if pending:
             summary.workers = min(workers, len(pending))
-            _drive(pending, run, summary.workers, job)
+            try:
+                _drive(pending, run, summary.workers, job, stop)
+            except Interrupted as again:
+                raise interrupted_after(summary.done, again.signum, str(again)) from None
         run.settle_failures()
+    if stop:
+        raise interrupted_after(summary.done, stop.signum)
     summary.seconds = time.perf_counter() - start
     summary.views_per_second = summary.views / summary.seconds if summary.seconds > 0 else 0.0
     return summary
@@ -355,8 +378,9 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str) -> None:
-    """Feed ``pending`` to ``count`` workers until every object is done or failed."""
+def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str, stop: StopRequest) -> None:
+    """Feed ``pending`` to ``count`` workers until every object is done or failed, or,
+    once ``stop`` is set, until the objects being rendered are."""
     context = multiprocessing.get_context("spawn")
     args = (run.config, str(run.out), job, max(1, _cpu_count() // count))
     pool = [_Worker(context, args) for _ in range(count)]
@@ -364,7 +388,7 @@ def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str) -> None:
     try:
         while pool:
             for worker in pool:
-                if worker.ready and worker.obj is None and pending:
+                if worker.ready and worker.obj is None and pending and not stop:
                     worker.assign(pending.popleft(), run.config.time_limit)
             now = time.monotonic()
             timeout = min([_POLL_S, *(w.deadline - now for w in pool)])
@@ -373,8 +397,10 @@ def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str) -> None:
             for worker in pool:
                 if not _service(worker, run, renderers):
                     worker.kill()
-                    if pending:
+                    if pending and not stop:
                         kept.append(_Worker(context, args))
+                elif stop and worker.obj is None:
+                    worker.kill()  # idle or still starting: it holds no work
                 elif worker.ready and worker.obj is None and not pending:
                     worker.stop()
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -74,3 +75,37 @@ def dgcnn_reference() -> dict:
         k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()
     }
     return data
+
+
+SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]*")
+# Keys that are data, not field names: category ids (manifest), C values (cv_accuracy).
+DATA_KEYED = {"categories", "cv_accuracy"}
+FEWSHOT_SETTING = re.compile(r"\d+w\d+s(_pct)?")  # "5w10s": a few-shot setting's name
+
+
+def non_snake_keys(data: object, path: str = "") -> list[str]:
+    """Every dict key in ``data`` (recursively) that is not snake_case, as ``path/key``;
+    the keys of dicts under :data:`DATA_KEYED` and few-shot setting names are data."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        data_keyed = path.rsplit("/", 1)[-1] in DATA_KEYED
+        for key, value in data.items():
+            name = str(key)
+            if not (data_keyed or SNAKE_CASE.fullmatch(name) or FEWSHOT_SETTING.fullmatch(name)):
+                found.append(f"{path}/{name}")
+            found += non_snake_keys(value, f"{path}/{name}")
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found += non_snake_keys(value, f"{path}[{index}]")
+    return found
+
+
+@pytest.fixture
+def assert_snake_case() -> Callable[[object], None]:
+    """Fails with the offending paths when a JSON report has a key that is not snake_case."""
+
+    def check(data: object) -> None:
+        bad = non_snake_keys(data)
+        assert not bad, f"keys not in snake_case: {bad}"
+
+    return check

@@ -8,6 +8,11 @@ machinery (trimesh, pyrender, torch) inside the command body, so ``xpt --help`` 
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from xpt import __version__
@@ -43,15 +48,50 @@ def _root(
     """Cross-modal self-supervised 3D learning (CrossPoint)."""
 
 
+def os_error_line(error: OSError) -> str:
+    """``<path>: <reason>`` (or the reason alone) for an ``OSError``."""
+    reason = error.strerror or str(error)
+    paths = [os.fsdecode(p) for p in (error.filename, error.filename2) if p is not None]
+    return ": ".join([" -> ".join(paths), reason] if paths else [reason])
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` with the last line of defence every command shares: an ``OSError``
+    nobody handled (an output that cannot be written, an input that cannot be read)
+    becomes ``error <path>: <reason>`` and exit 1, and Ctrl-C / SIGTERM one line and
+    exit 130 / 143, never a traceback."""
+    from xpt.toolkit.interrupts import Interrupted
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from rich.markup import escape
+
+        from xpt.toolkit.console import err
+
+        try:
+            return command(*args, **kwargs)
+        except OSError as error:
+            err.print(f"[red]error[/red] {escape(os_error_line(error))}", highlight=False)
+            raise typer.Exit(code=1) from None
+        except Interrupted as stopped:
+            err.print(escape(str(stopped)), highlight=False, soft_wrap=True)
+            raise typer.Exit(code=stopped.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", highlight=False)
+            raise typer.Exit(code=130) from None
+
+    return run
+
+
 # In pipeline order, which is the order `xpt --help` lists them in.
-app.command("synth")(synth.synth)
-app.command("render")(render.render)
-app.command("shard")(shard.shard)
-app.command("verify")(verify.verify)
-app.command("inspect")(inspect.inspect)
-app.command("pretrain")(pretrain.pretrain)
-app.command("benchmark")(benchmark.benchmark)
-app.command("demo")(demo.demo)
+app.command("synth")(guarded(synth.synth))
+app.command("render")(guarded(render.render))
+app.command("shard")(guarded(shard.shard))
+app.command("verify")(guarded(verify.verify))
+app.command("inspect")(guarded(inspect.inspect))
+app.command("pretrain")(guarded(pretrain.pretrain))
+app.command("benchmark")(guarded(benchmark.benchmark))
+app.command("demo")(guarded(demo.demo))
 
 
 def main() -> None:

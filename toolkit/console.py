@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,7 +103,8 @@ class RunProgress:
         self._progress.console.print(text, highlight=False, markup=True)
 
     def note(self, message: str) -> None:
-        self._progress.console.print(message, highlight=False)
+        """Print a one-line message (markup allowed) above the bar."""
+        self._progress.console.print(message, highlight=False, soft_wrap=True)
 
 
 def track(
@@ -116,19 +119,44 @@ def track(
             bar.advance()
 
 
+# Printed labels that the generic rule of :func:`label` would get wrong.
+LABELS = {"c": "C", "hand_crafted_pct": "hand-crafted %"}
+
+
+def label(key: object) -> str:
+    """The printed label of a report key. Report keys are snake_case (``--json`` uses them
+    as they are); tables show ``_`` as a space, a ``_pct`` suffix as `` %`` and a ``_per_s``
+    suffix as ``/s``: ``objects_per_s`` -> ``objects/s``, ``overall_acc_pct`` ->
+    ``overall acc %``. Keys that are not snake_case (data such as category ids) are
+    shown as they are."""
+    text = str(key)
+    if text in LABELS:
+        return LABELS[text]
+    if not re.fullmatch(r"[a-z0-9_]+", text):
+        return text
+    if text.endswith("_pct"):
+        text = text.removesuffix("_pct") + " %"
+    elif text.endswith("_per_s"):
+        text = text.removesuffix("_per_s") + "/s"
+    return text.replace("_", " ")
+
+
 def summary_table(title: str, rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> Table:
-    """A rich table: a mapping gives two columns (key, value), rows of mappings give columns."""
+    """A rich table: a mapping gives two columns (key, value), rows of mappings give columns.
+
+    Keys are shown through :func:`label`, so a summary dict serves both the table and ``--json``.
+    """
     table = Table(title=title, title_justify="left")
     if isinstance(rows, Mapping):
         table.add_column("")
         table.add_column("value", justify="right")
         for key, value in rows.items():
-            table.add_row(str(key), _fmt(value))
+            table.add_row(label(key), _fmt(value))
         return table
     rows = list(rows)
     columns = list(rows[0]) if rows else []
     for column in columns:
-        table.add_column(str(column), justify="left" if column == columns[0] else "right")
+        table.add_column(label(column), justify="left" if column == columns[0] else "right")
     for row in rows:
         table.add_row(*(_fmt(row.get(column)) for column in columns))
     return table
@@ -136,6 +164,20 @@ def summary_table(title: str, rows: Mapping[str, Any] | Iterable[Mapping[str, An
 
 def print_table(title: str, rows: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> None:
     out.print(summary_table(title, rows))
+
+
+@contextmanager
+def stdout_to_stderr(when: bool = True) -> Iterator[None]:
+    """While active (and ``when``), what goes to :data:`out` (tables) goes to stderr, so that
+    ``--json -`` leaves stdout to the JSON alone."""
+    if not when:
+        yield
+        return
+    out.file = sys.stderr
+    try:
+        yield
+    finally:
+        out.file = None  # back to following sys.stdout
 
 
 def write_json_report(path: str | os.PathLike | None, data: Any) -> None:

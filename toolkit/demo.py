@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xpt.toolkit.console import out, print_table
+from xpt.toolkit.console import out, print_table, stdout_to_stderr, write_json_report
 from xpt.toolkit.fsio import atomic_write_json
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def epoch_losses(run: Path) -> list[dict]:
         {
             "epoch": epoch,
             **{k: acc[k] / acc["steps"] for k in ("loss", "imid", "cmid")},
-            "probe acc %": probes.get(epoch),
+            "probe_acc_pct": probes.get(epoch),
         }
         for epoch, acc in sorted(sums.items())
     ]
@@ -320,11 +320,11 @@ def verdict_rows(summary: dict) -> list[dict]:
         rows.append(
             {
                 "variant": variant,
-                "pretrained %": f"{100 * accuracy['pretrained']:.1f}",
-                "random init %": (
+                "pretrained_pct": f"{100 * accuracy['pretrained']:.1f}",
+                "random_init_pct": (
                     f"{100 * accuracy['random_init']:.1f} ± {margin['random_init_std_points']:.1f}"
                 ),
-                "hand-crafted %": f"{100 * accuracy['hand_crafted']:.1f}",
+                "hand_crafted_pct": f"{100 * accuracy['hand_crafted']:.1f}",
                 "margin": f"{margin['points']:+.1f}",
                 "beats": "yes" if margin["pretrained_beats_random_init"] else "no",
             }
@@ -332,9 +332,17 @@ def verdict_rows(summary: dict) -> list[dict]:
     return rows
 
 
-def run_demo(config: DemoConfig, json_path: Path | None = None) -> dict:
+def run_demo(config: DemoConfig, json_path: Path | str | None = None) -> dict:
     """Run every stage in turn under ``config.out``; finished stages resume instantly.
-    Writes ``OUT/demo.json`` (and ``json_path`` when given) and returns it."""
+    Writes ``OUT/demo.json`` (and ``json_path`` when given; ``-``: stdout, with the tables
+    on stderr) and returns it."""
+    with stdout_to_stderr(json_path is not None and str(json_path) == "-"):
+        summary = _run_stages(config)
+    write_json_report(json_path, summary)
+    return summary
+
+
+def _run_stages(config: DemoConfig) -> dict:
     seconds = {}
     for stage in (synth_stage, render_stage, shard_stage, scan_stage, pretrain_stage):
         started = time.perf_counter()
@@ -345,8 +353,6 @@ def run_demo(config: DemoConfig, json_path: Path | None = None) -> dict:
     seconds["benchmark"] = time.perf_counter() - started
     summary["seconds"] = seconds
     atomic_write_json(config.out / "demo.json", summary)
-    if json_path is not None:
-        atomic_write_json(json_path, summary)
     print_table("seconds per stage", [{k: f"{v:.0f}" for k, v in seconds.items()}])
     inits = config.baseline_inits
     print_table(

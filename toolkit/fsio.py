@@ -6,6 +6,7 @@ which is what lets every command resume by looking only at final names.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,9 +25,61 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the final path."""
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create folder ``path`` and its parents (an existing one is fine); returns it.
+
+    A file in the way raises ``NotADirectoryError`` naming ``path`` (``mkdir`` says
+    "File exists", which reads as if the folder were there).
+    """
     path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
+    return path
+
+
+def check_writable(*paths: str | os.PathLike | None) -> None:
+    """Fail now, not after the work, if an output file of ``paths`` could not be written:
+    creates its folder and a throw-away file in it. None and ``-`` (stdout) are skipped.
+    Raises ``OSError`` naming the path."""
+    for path in paths:
+        if path is not None and os.fspath(path) != "-":
+            _check_writable(Path(path))
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        make_folder(path.parent)
+        with tempfile.TemporaryFile(prefix=TMP_PREFIX, dir=path.parent):
+            pass
+    except OSError as error:
+        raise _naming(error, path) from None
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` as the same kind of ``OSError`` about ``path`` (not a temporary name)."""
+    if error.errno is None:
+        return error
+    code = errno.ENOTDIR if isinstance(error, FileExistsError) else error.errno
+    return OSError(code, os.strerror(code), str(path))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the final path.
+
+    An ``OSError`` names ``path``, never the temporary file.
+    """
+    path = Path(path)
+    try:
+        return _atomic_write_bytes(path, data)
+    except OSError as error:
+        raise _naming(error, path) from None
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:

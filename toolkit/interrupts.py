@@ -80,6 +80,35 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
+def interrupted_after(done: int, signum: int, how: str = "interrupted") -> Interrupted:
+    """The :class:`Interrupted` of a run over objects that stopped after ``done`` of them;
+    ``how`` says how it stopped (a second signal's message)."""
+    return Interrupted(
+        f"{how} after {done} objects; finished work is kept; run the same command again to resume",
+        signum,
+    )
+
+
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM while starting worker processes in the body.
+
+    A spawned process inherits the ignoring from its first instruction (Python installs
+    its Ctrl-C handler only where SIGINT is not ignored), so a signal that lands while
+    it is still starting up cannot print a traceback from it. Keep the body short: a
+    signal to this process in it is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def ignore_interrupts(*_: object) -> None:
     """Ignore SIGINT and SIGTERM in this (worker) process: the main process stops it.
 

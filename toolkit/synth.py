@@ -25,7 +25,7 @@ import trimesh
 
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
-from xpt.toolkit.fsio import TMP_PREFIX, atomic_directory, atomic_write_json
+from xpt.toolkit.fsio import TMP_PREFIX, atomic_directory, atomic_write_json, make_folder
 from xpt.toolkit.meshes.objects import MeshObject
 
 OBJ_NAME = "model_normalized.obj"
@@ -72,11 +72,11 @@ class SynthResult:
         return {
             "objects": self.written + self.skipped,
             "written": self.written,
-            "skipped (already there)": self.skipped,
+            "skipped": self.skipped,
             "failed": self.failed,
             "triangles": self.triangles,
             "seconds": round(self.seconds, 3),
-            "objects/s": round(self.objects_per_s, 1),
+            "objects_per_s": round(self.objects_per_s, 1),
         }
 
     def to_json(self) -> dict:
@@ -247,7 +247,7 @@ def synthesize(config: SynthConfig) -> SynthResult:
     items = objects(config.per_category, config.seed, config.categories, eval=config.eval)
     out = Path(config.out)
     config = replace(config, out=out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     _check_settings(config)
     (out / FAILURES_FILE).unlink(missing_ok=True)
     log = FailureLog(out / FAILURES_FILE)
@@ -288,7 +288,7 @@ def synthesize(config: SynthConfig) -> SynthResult:
             bar.advance()
     result.seconds = time.perf_counter() - start
     for row in per_category.values():
-        row["mean tris"] = round(row["triangles"] / row["objects"]) if row["objects"] else 0
+        row["mean_triangles"] = round(row["triangles"] / row["objects"]) if row["objects"] else 0
         result.rows.append(row)
         result.written += row["written"]
         result.skipped += row["skipped"]

@@ -20,13 +20,16 @@ A corrupt shard or sample is skipped: the stage that meets it records it, once, 
 :class:`~xpt.toolkit.failures.Failure` (a shard that breaks off under the shard's file
 name), the worker ships the records with its next chunk, and the loader counts them, keeps
 them (``ShardLoader.failures``) and reports each one through ``on_error`` (a warning by
-default). Workers ignore SIGINT and SIGTERM: the training loop stops them.
+default). Clouds stored with fewer points than asked for are filled with repeated points;
+the loader says so once through ``on_note``. Workers ignore SIGINT and SIGTERM: the
+training loop stops them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import random
 import re
 import tarfile
@@ -276,6 +279,39 @@ class LoaderConfig:
     samples_per_epoch: int | None = None
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def loader_workers(requested: int, shards: int, cpus: int | None = None) -> tuple[int, str | None]:
+    """The DataLoader workers to start for ``requested``, and a one-line note when it matters.
+
+    No more than ``shards``: a worker reads whole shards, so one without a shard only idles
+    (and the batches are the same either way). More workers than ``cpus`` (default:
+    :func:`usable_cpus`) only share them, and the batch order follows the worker count, so
+    the count is kept (a run gives the same batches on any machine) and the note says so.
+    """
+    cpus = usable_cpus() if cpus is None else cpus
+    workers = max(0, min(requested, max(shards, 1)))
+    plural = "s" if workers != 1 else ""
+    if workers < requested:
+        return workers, (
+            f"--workers {requested} > {shards} shard{'s' if shards != 1 else ''}: using "
+            f"{workers} data worker{plural} (a worker reads whole shards: xpt shard "
+            f"--max-samples writes more); pass --workers {workers} to silence this"
+        )
+    if workers > cpus:
+        return workers, (
+            f"{workers} data worker{plural} share {cpus} CPU{'s' if cpus != 1 else ''} (kept: "
+            f"the batch order follows --workers); pass --workers {cpus} for a faster run"
+        )
+    return workers, None
+
+
 def _shard_urls(urls: Sequence[str], seed: int, epoch: int, rep: int) -> list[dict]:
     order = list(urls)
     random.Random(derive_seed(seed, "shards", epoch, rep)).shuffle(order)
@@ -342,8 +378,27 @@ def _choose_view(
             handler(exn)
 
 
+class FewestPoints:
+    """The fewest points stored in one cloud among the samples decoded since the last drain."""
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+
+    def see(self, count: int) -> None:
+        self.value = count if self.value is None else min(self.value, count)
+
+    def drain(self) -> int | None:
+        value, self.value = self.value, None
+        return value
+
+
 def _decode(
-    samples: Iterable[dict], config: LoaderConfig, epoch: int, rep: int, handler: FailureRecorder
+    samples: Iterable[dict],
+    config: LoaderConfig,
+    epoch: int,
+    rep: int,
+    handler: FailureRecorder,
+    fewest: FewestPoints | None = None,
 ) -> Iterator[dict]:
     """Decode the points (resampled to ``config.points``) and the chosen view (resized)."""
     size = config.image_size
@@ -351,6 +406,8 @@ def _decode(
         key, url = sample["__key__"], sample["__url__"]
         try:
             points = decode_points(sample[POINTS])
+            if fewest is not None:
+                fewest.see(len(points))
             rng = np.random.default_rng(derive_seed(config.seed, "points", epoch, rep, key))
             points = resample_points(points, config.points, rng)
             view = next(name for name in sample if VIEW_ENTRY.match(name))
@@ -375,15 +432,19 @@ def _decode(
 
 class EpochStream(IterableDataset):
     """One pass (``rep``) over the shards of an epoch, as chunks
-    ``{"batch": Batch | None, "failures": [...]}`` (collated in the worker: two tensors per
-    chunk cross the process boundary). Runs in each DataLoader worker, over its shards.
+    ``{"batch": Batch | None, "failures": [...], "fewest_points": int | None}`` (collated
+    in the worker: two tensors per chunk cross the process boundary; ``fewest_points``: the
+    smallest stored cloud decoded for the chunk). Runs in each DataLoader worker, over its
+    shards.
     """
 
     def __init__(self, urls: Sequence[str], config: LoaderConfig, epoch: int, rep: int = 0):
         super().__init__()
         self.urls, self.config, self.epoch, self.rep = tuple(urls), config, epoch, rep
 
-    def pipeline(self, rep: int, handler: FailureRecorder) -> wds.DataPipeline:
+    def pipeline(
+        self, rep: int, handler: FailureRecorder, fewest: FewestPoints | None = None
+    ) -> wds.DataPipeline:
         c = self.config
         rank, _, worker, _ = wds.utils.pytorch_worker_info()
         stages: list[Any] = [
@@ -398,16 +459,16 @@ class EpochStream(IterableDataset):
             initial = min(c.shuffle_buffer, 100)
             stages.append(wds.shuffle(c.shuffle_buffer, initial=initial, rng=rng))
         stages += [
-            lambda src: _decode(src, c, self.epoch, rep, handler),
+            lambda src: _decode(src, c, self.epoch, rep, handler, fewest),
             wds.batched(c.batch_size, collation_fn=collate, partial=True),
         ]
         return wds.DataPipeline(stages)
 
     def __iter__(self) -> Iterator[dict]:
-        handler = FailureRecorder()
-        for batch in self.pipeline(self.rep, handler):
-            yield {"batch": batch, "failures": handler.drain()}
-        yield {"batch": None, "failures": handler.drain()}
+        handler, fewest = FailureRecorder(), FewestPoints()
+        for batch in self.pipeline(self.rep, handler, fewest):
+            yield {"batch": batch, "failures": handler.drain(), "fewest_points": fewest.drain()}
+        yield {"batch": None, "failures": handler.drain(), "fewest_points": fewest.drain()}
 
 
 # ---------------------------------------------------------------------------- batches
@@ -446,6 +507,11 @@ def warn_failure(failure: Failure) -> None:
     warnings.warn(f"skipped {failure.line()}", stacklevel=2)
 
 
+def warn_note(message: str) -> None:
+    """The default ``on_note``: a one-line warning."""
+    warnings.warn(message, stacklevel=2)
+
+
 class ShardLoader:
     """Batches from shards, one epoch at a time, counting the samples and shards skipped.
 
@@ -453,6 +519,10 @@ class ShardLoader:
     from ``config.samples_per_epoch`` or the shard set (manifest); epochs then have exactly
     that many full batches (going round the shards again if skipped samples leave it
     short). With no known count an epoch is one pass over the shards.
+
+    At most one worker per shard is started (a worker reads whole shards; the batches are
+    the same as with ``config.workers``). ``on_note`` hears, once, when the shards hold
+    clouds of fewer points than ``config.points`` (their points are repeated to fill them).
     """
 
     def __init__(
@@ -460,9 +530,13 @@ class ShardLoader:
         shards: ShardSet,
         config: LoaderConfig,
         on_error: Callable[[Failure], None] | None = warn_failure,
+        on_note: Callable[[str], None] | None = warn_note,
     ):
         self.shards, self.config, self.on_error = shards, config, on_error
+        self.on_note = on_note
+        self.workers = min(config.workers, len(shards.urls))
         self.failures: list[Failure] = []
+        self.fewest_points: int | None = None  # the smallest stored cloud read so far
         world_size = wds.utils.pytorch_worker_info()[1]
         samples = config.samples_per_epoch or shards.samples
         self.steps_per_epoch: int | None = None
@@ -474,12 +548,6 @@ class ShardLoader:
                     f"{shards.spec}: {samples} samples per epoch make no full batch of "
                     f"{config.batch_size}{nodes}"
                 )
-        if config.workers > len(shards.urls):
-            warnings.warn(
-                f"{shards.spec}: {len(shards.urls)} shard(s) for {config.workers} workers; "
-                "some workers will have nothing to read",
-                stacklevel=2,
-            )
 
     @property
     def failure_count(self) -> int:
@@ -497,17 +565,22 @@ class ShardLoader:
             loader = DataLoader(
                 EpochStream(self.shards.urls, c, epoch, rep),
                 batch_size=None,
-                num_workers=c.workers,
+                num_workers=self.workers,
                 generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
-                prefetch_factor=2 if c.workers else None,
+                prefetch_factor=2 if self.workers else None,
                 worker_init_fn=ignore_interrupts,  # the main process decides when to stop
             )
             samples = 0
-            for chunk in loader:
+            with warnings.catch_warnings():
+                # torch's "more workers than CPUs" warning: loader_workers' note says it once
+                warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
+                chunks = iter(loader)
+            for chunk in chunks:
                 for failure in chunk["failures"]:
                     self.failures.append(failure)
                     if self.on_error is not None:
                         self.on_error(failure)
+                self._count_points(chunk["fewest_points"])
                 if chunk["batch"] is not None:
                     pending.append(chunk["batch"])
                     samples += len(chunk["batch"])
@@ -520,6 +593,21 @@ class ShardLoader:
                         return
             if samples == 0:
                 return
+
+    def _count_points(self, fewest: int | None) -> None:
+        """Note (once) the first cloud stored with fewer points than ``config.points``."""
+        if fewest is None:
+            return
+        n, before = self.config.points, self.fewest_points
+        self.fewest_points = fewest if before is None else min(before, fewest)
+        told = before is not None and before < n
+        if told or fewest >= n or self.on_note is None:
+            return
+        self.on_note(
+            f"{self.shards.spec}: clouds of {fewest} stored points, fewer than --points {n}: "
+            f"their points are repeated to make {n} (use --points {fewest} or fewer, or "
+            f"xpt shard --points {n})"
+        )
 
 
 def _take(chunks: list[Batch], n: int) -> tuple[Batch, list[Batch]]:

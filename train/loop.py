@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+from rich.markup import escape
 from torch import Tensor, nn
 
 from xpt.toolkit.console import RunProgress, err
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
-from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text
+from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text, make_folder
 from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
 from xpt.toolkit.seeding import derive_seed
 from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_images, augment_points
@@ -51,7 +52,14 @@ from xpt.train.checkpoint import (
     save_checkpoint,
 )
 from xpt.train.config import CONFIG_FILE, MODEL_FIELDS, PretrainConfig, load_config, save_config
-from xpt.train.data import Batch, LoaderConfig, ShardLoader, ShardSet, resolve_shards
+from xpt.train.data import (
+    Batch,
+    LoaderConfig,
+    ShardLoader,
+    ShardSet,
+    loader_workers,
+    resolve_shards,
+)
 from xpt.train.losses import crosspoint_loss
 from xpt.train.models import build_image_encoder, build_point_encoder
 
@@ -184,7 +192,8 @@ def compute_loss(
 
 
 class _FailureSink:
-    """Data failures: each distinct one printed once and appended to failures.jsonl."""
+    """Data failures: each distinct one printed once and appended to failures.jsonl; and
+    the data loader's notes, one line each."""
 
     def __init__(self, path: Path):
         self.log = FailureLog(path)
@@ -201,6 +210,13 @@ class _FailureSink:
             self.bar.fail(failure.line())
         else:
             err.print(f"[red]skipped[/red] {failure.line()}", highlight=False)
+
+    def note(self, message: str) -> None:
+        line = f"[yellow]note[/yellow] {escape(message)}"
+        if self.bar is not None:
+            self.bar.note(line)
+        else:
+            err.print(line, highlight=False, soft_wrap=True)
 
 
 def _best_probe(path: Path) -> tuple[float, int] | None:
@@ -402,10 +418,13 @@ def pretrain(
     if device.type != "cuda" and config.amp in ("bf16", "fp16"):
         err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
     shard_set = shards if isinstance(shards, ShardSet) else resolve_shards(shards)  # type: ignore[arg-type]
+    _, note = loader_workers(config.workers, len(shard_set.urls))
+    if note:
+        err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     if not resume:
         _clear_leftovers(run_dir)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(run_dir)
     sink = _FailureSink(run_dir / FAILURES_FILE)
     loader = ShardLoader(
         shard_set,
@@ -419,6 +438,7 @@ def pretrain(
             samples_per_epoch=config.samples_per_epoch,
         ),
         on_error=sink,
+        on_note=sink.note,
     )
     steps_per_epoch = loader.steps_per_epoch
     if config.lr_schedule == "step" and steps_per_epoch is None:

@@ -77,7 +77,7 @@ def test_random_init_report_json_and_plot(modelnet: Path, tmp_path: Path) -> Non
     assert _table_cells(result.output, "hand-crafted")[1] == percent(
         rows["hand-crafted"]["linear"]["accuracy"]
     )
-    assert entry["tables"]["linear"][0]["overall acc %"] == cells[1]
+    assert entry["tables"]["linear"][0]["overall_acc_pct"] == cells[1]
     assert plot.stat().st_size > 10_000
 
 
@@ -117,7 +117,7 @@ def test_the_release_protocol_is_labelled_and_uses_k5_and_all_points(
     assert "release protocol: replays the published code" in said and "fixed C=0.1" in said
     data = json.loads(report.read_text())
     card = data["protocol"]
-    assert card["release"] and card["linear"]["C"] == 0.1 and not card["linear"]["standardize"]
+    assert card["release"] and card["linear"]["c"] == 0.1 and not card["linear"]["standardize"]
     assert card["fewshot"]["dgcnn_k"] == 5 and card["fewshot"]["points"]["count"] is None
     assert card["fewshot"]["query_split"] == "train"
     # the linear task saw the first 48 points with k=10, few-shot all 64 points with k=5

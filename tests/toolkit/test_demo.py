@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from xpt.toolkit.cli import app
 
 
-def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
+def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path, assert_snake_case) -> None:
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--fast", "--workers", "1"])
     assert result.exit_code == 0, result.output
@@ -45,6 +45,12 @@ def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert (out / "pretrain" / "best.pt").exists() and (out / "renders-preview.png").exists()
     assert (out / "scan-preview.png").stat().st_size > 5_000
 
-    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--fast", "--workers", "1"])
+    assert_snake_case(summary)
+    assert_snake_case(json.loads((out / "benchmark.json").read_text()))
+
+    args = ["demo", "--out", str(out), "--fast", "--workers", "1", "--json", "-"]
+    again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert json.loads((out / "demo.json").read_text())["margin"] == summary["margin"]
+    assert json.loads(again.stdout)["margin"] == summary["margin"]  # the tables on stderr
+    assert "pretrained %" in again.output and "hand-crafted %" in again.output

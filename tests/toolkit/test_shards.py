@@ -595,7 +595,7 @@ def test_nothing_made_is_an_error_and_unread_entries_are_recorded(data, tmp_path
     relaxed = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--json", "-"])
     assert relaxed.exit_code == 0, relaxed.output
     report = json.loads(relaxed.stdout)
-    assert (report["samples"], report["failed"], report["not read"]) == (6, 3, 2)
+    assert (report["samples"], report["failed"], report["unread"]) == (6, 1, 2)
     failures = {Path(f.path).name: f for f in read_failures(tmp_path / "a" / "failures.jsonl")}
     assert sorted(failures) == ["gone.obj", "s9.obj", "x.obj"]
     assert failures["gone.obj"].stage == "source" and "broken symbolic link" in (

@@ -206,8 +206,8 @@ def test_member_size_estimate_is_exact(name: str) -> None:
 def test_summary_and_preview(shard_set: Path, tmp_path: Path) -> None:
     summary = summarize(shard_set)
     assert summary["samples"] == 10 and summary["train"] + summary["val"] == 10
-    assert summary["categories"] == 3 and summary["views per sample"] == 2.0
-    assert summary["complete"] and summary["image format"] == "png"
+    assert summary["categories"] == 3 and summary["views_per_sample"] == 2.0
+    assert summary["complete"] and summary["image_format"] == "png"
     rows, labels = preview_rows(shard_set, samples=4, views=3, size=32)
     assert len(rows) == len(labels) == 4 and all(len(row) == 3 for row in rows)  # 2 views
     assert all(row[-1].shape == (32, 32, 3) and row[0].shape == (16, 16, 3) for row in rows)

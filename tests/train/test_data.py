@@ -20,6 +20,7 @@ from xpt.train.data import (
     ShardSpecError,
     decode_points,
     decode_view,
+    loader_workers,
     resample_points,
     resolve_shards,
 )
@@ -186,6 +187,53 @@ def test_workers_split_shards_deterministically(tiny_shards: Path) -> None:
     runs = [[b.keys for b in two.epoch(0)] for _ in range(2)]
     assert runs[0] == runs[1]
     assert sorted(k for keys in runs[0] for k in keys) == sorted(k for b in in_process for k in b)
+
+
+def test_loader_workers_at_most_one_per_shard() -> None:
+    assert loader_workers(2, shards=4, cpus=8) == (2, None)
+    assert loader_workers(0, shards=1, cpus=1) == (0, None)
+    workers, note = loader_workers(4, shards=1, cpus=2)
+    assert workers == 1
+    assert note.startswith("--workers 4 > 1 shard: using 1 data worker (")
+    assert note.endswith("; pass --workers 1 to silence this") and "\n" not in note
+    # more workers than CPUs are kept: the batch order must not depend on the machine
+    assert loader_workers(8, shards=20, cpus=3) == (
+        8,
+        "8 data workers share 3 CPUs (kept: the batch order follows --workers); "
+        "pass --workers 3 for a faster run",
+    )
+
+
+def test_more_workers_than_shards_start_one_per_shard_silently(
+    tiny_shards: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A worker without a shard would only idle: none is started, the batches are the same
+    and no Python warning is raised (the training loop prints a note)."""
+    many = _loader(tiny_shards, workers=5)
+    assert many.workers == 2  # tiny_shards has 2 train shards
+    keys = [b.keys for b in many.epoch(0)]
+    assert keys == [b.keys for b in _loader(tiny_shards, workers=2).epoch(0)]
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
+
+
+def test_fewer_stored_points_than_asked_are_noted_once(tiny_shards: Path) -> None:
+    notes: list[str] = []
+    config = LoaderConfig(batch_size=4, points=100, image_size=24, shuffle_buffer=8)
+    loader = ShardLoader(resolve_shards(tiny_shards), config, on_error=None, on_note=notes.append)
+    for epoch in range(2):
+        assert all(b.points.shape[1:] == (100, 3) for b in loader.epoch(epoch))
+    assert len(notes) == 1 and loader.fewest_points == 64
+    assert "clouds of 64 stored points, fewer than --points 100" in notes[0]
+    with pytest.warns(UserWarning, match="fewer than --points 100"):  # the default on_note
+        next(iter(ShardLoader(resolve_shards(tiny_shards), config, on_error=None).epoch(0)))
+
+    enough = ShardLoader(
+        resolve_shards(tiny_shards),
+        LoaderConfig(batch_size=4, points=64, image_size=24),
+        on_note=notes.append,
+    )
+    list(enough.epoch(0))
+    assert len(notes) == 1 and enough.fewest_points == 64
 
 
 def test_an_epoch_with_workers_is_one_pass_over_every_object(make_shards, tmp_path: Path) -> None:

@@ -211,3 +211,29 @@ def test_resuming_a_finished_run_shows_its_final_figures(
     assert summary["epoch_loss"] == pytest.approx(sum(r["loss"] for r in rows[3:]) / 3)
     assert None not in (summary["samples_per_s"], summary["last_checkpoint"])
     assert (finished_run / "metrics.jsonl").read_text() == before
+
+
+def test_more_workers_than_shards_and_fewer_points_are_one_line_notes(
+    tiny_shards: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    """2 train shards of 64-point clouds, --workers 3 --points 96: a note each, once, on one
+    line; no Python warning (ours or torch's DataLoader worker-count one)."""
+    (tmp_path / "run.toml").write_text(TOML)
+    run = tmp_path / "run"
+    result = _invoke(
+        tiny_shards, "--out", run, "--config", tmp_path / "run.toml", "--workers", "3",
+        "--points", "96", "--max-steps", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
+    assert "Warning" not in result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note ")]
+    assert len(notes) == 2, result.output
+    assert notes[0].startswith("note --workers 3 > 2 shards: using 2 data workers (a worker")
+    assert notes[0].endswith("pass --workers 2 to silence this")
+    assert notes[1] == (
+        f"note {tiny_shards}: clouds of 64 stored points, fewer than --points 96: their points "
+        "are repeated to make 96 (use --points 64 or fewer, or xpt shard --points 96)"
+    )
+    # the batches are those of 2 workers either way; the requested count is recorded
+    assert json.loads((run / "config.json").read_text())["workers"] == 3

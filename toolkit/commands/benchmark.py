@@ -186,6 +186,7 @@ def benchmark(
     from xpt.benchmarks.report import print_report, report_json, write_plots
     from xpt.benchmarks.run import BenchmarkConfig, run_benchmark
     from xpt.toolkit.console import err, write_json_report
+    from xpt.toolkit.fsio import check_writable
 
     def fail(message: str) -> typer.Exit:
         err.print(f"[red]error[/red] {escape(message)}", highlight=False)
@@ -193,6 +194,7 @@ def benchmark(
 
     if checkpoint is None and not random_init:
         raise fail("give --checkpoint PATH, or --random-init to evaluate untrained encoders")
+    check_writable(plot, json_path)  # now, not after the evaluation
     try:
         card = protocol_card(
             protocol.value,

@@ -21,7 +21,8 @@ def demo(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes for render and shard.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for every stage.")] = 0,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write demo.json's content here.")
+        str | None,
+        typer.Option("--json", help="Also write demo.json's content here ('-' for stdout)."),
     ] = None,
 ) -> None:
     """Run synth → render → shard → eval set → pretrain (with probe) → benchmark on CPU.
@@ -37,11 +38,14 @@ def demo(
     from xpt.benchmarks.features import EncoderError
     from xpt.toolkit.console import err
     from xpt.toolkit.demo import DemoConfig, run_demo
+    from xpt.toolkit.fsio import check_writable, make_folder
     from xpt.train.loop import TrainingError
 
     config = (
         DemoConfig.fast(out, seed, workers) if fast else DemoConfig(out, seed=seed, workers=workers)
     )
+    make_folder(out)  # before any stage: a file in the way or a read-only place fail here
+    check_writable(json_path)
     try:
         run_demo(config, json_path)
     except (DatasetError, EncoderError, TrainingError, ValueError) as error:

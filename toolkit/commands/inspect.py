@@ -26,6 +26,7 @@ def inspect(
     (exit 1 naming each that does not); `xpt verify` reads and checks the contents.
     """
     from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.inspect import (
         category_rows,
         shard_file_problems,
@@ -45,6 +46,7 @@ def inspect(
     sets = find_shard_sets(directory)
     if not sets:
         raise fail(f"{directory}: no manifest.json (not a shard set)")
+    check_writable(preview, json_path)
     try:
         summaries = [summarize(folder) for folder in sets]
         categories = [row for folder in sets for row in category_rows(folder)]
@@ -57,7 +59,7 @@ def inspect(
         if preview is not None:
             write_preview(sets[0], preview, samples=samples)
             err.print(f"preview written to {preview}", highlight=False, soft_wrap=True)
-    except (ManifestError, ValueError, OSError, EOFError) as error:
+    except (ManifestError, ValueError, EOFError) as error:  # (OSError: see xpt.toolkit.cli)
         raise fail(str(error)) from error
     except tarfile.TarError as error:
         raise fail(f"{directory}: damaged shard ({error}); run `xpt verify`") from error

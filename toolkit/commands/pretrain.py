@@ -97,7 +97,13 @@ def pretrain(
     amp: Annotated[
         Amp | None, typer.Option(help="Mixed precision (CUDA only). (default: auto)")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader workers. (default: 4)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="DataLoader workers, at most one per shard and per CPU (fewer are started, "
+            "with a note). (default: 4)"
+        ),
+    ] = None,
     samples_per_epoch: Annotated[
         int | None, typer.Option(help="Epoch length in objects; by default the manifest's count.")
     ] = None,
@@ -162,6 +168,7 @@ def pretrain(
     from xpt.benchmarks.datasets import DatasetError
     from xpt.benchmarks.probe import build_probe
     from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.fsio import check_writable, make_folder
     from xpt.toolkit.interrupts import Interrupted
     from xpt.train.checkpoint import CheckpointError
     from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
@@ -203,6 +210,8 @@ def pretrain(
         if resume and (out / CONFIG_FILE).exists():
             base = replace(load_config(out / CONFIG_FILE), max_steps=None)
         config = resolve_config(base, config_file, overrides)
+        make_folder(out)  # before any work (the probe set, the models)
+        check_writable(json_path)
         summary = run_pretrain(config, shards, out, resume=resume, probe=build_probe(config))
     except (ValueError, TrainingError, CheckpointError, ShardSpecError, DatasetError) as error:
         err.print(f"[red]error[/red] {error}", highlight=False)

@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 
-
-class Rig(str, Enum):
-    r2n2 = "r2n2"
-    ring = "ring"
-    sphere = "sphere"
+from xpt.toolkit.commands.options import (
+    LayoutOption,
+    Rig,
+    SplitOption,
+    StrictOption,
+    UpAxis,
+    UpAxisOption,
+)
 
 
 class Background(str, Enum):
@@ -24,23 +27,6 @@ class Background(str, Enum):
 class Backend(str, Enum):
     egl = "egl"
     osmesa = "osmesa"
-
-
-class Layout(str, Enum):
-    shapenet_v2 = "shapenet-v2"
-    shapenet_v1 = "shapenet-v1"
-    modelnet = "modelnet"
-    folder = "folder"
-
-
-class UpAxis(str, Enum):
-    auto = "auto"
-    pos_y = "+Y"
-    neg_y = "-Y"
-    pos_z = "+Z"
-    neg_z = "-Z"
-    pos_x = "+X"
-    neg_x = "-X"
 
 
 def render(
@@ -94,26 +80,9 @@ def render(
     categories: Annotated[
         str | None, typer.Option(help="Comma-separated category names or ids to keep.")
     ] = None,
-    split: Annotated[
-        str | None,
-        typer.Option(help="Only this split of a source that has splits (ModelNet: train, test)."),
-    ] = None,
-    layout: Annotated[
-        Layout | None,
-        typer.Option(
-            help="Read SOURCE in this layout instead of detecting it (detection picks a "
-            "dataset layout only when every mesh file fits it, else 'folder')."
-        ),
-    ] = None,
-    up_axis: Annotated[
-        UpAxis,
-        typer.Option(
-            case_sensitive=False,
-            help="Up axis of the mesh files, rotated to xpt's +Y up before anything else. "
-            "auto: ShapeNet +Y, ModelNet +Z, a folder +Y. glTF/GLB files are +Y by their "
-            "spec and never rotated; the procedural library is +Y.",
-        ),
-    ] = UpAxis.auto,
+    split: SplitOption = None,
+    layout: LayoutOption = None,
+    up_axis: UpAxisOption = UpAxis.auto,
     per_category: Annotated[
         int, typer.Option(help="Objects per category of the procedural source.")
     ] = 8,
@@ -130,26 +99,25 @@ def render(
     preview: Annotated[
         Path | None, typer.Option(help="Write a contact sheet PNG of a few objects and views.")
     ] = None,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="Exit with status 1 if any object failed or any mesh file was not read "
-            "(without it: only when every object failed).",
-        ),
-    ] = False,
+    strict: StrictOption = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
 ) -> None:
-    """Render every object of SOURCE from several views into OUT (ShapeNetRendering layout)."""
+    """Render every object of SOURCE from several views into OUT (ShapeNetRendering layout).
+
+    Run it again to resume: finished objects are skipped. Ctrl-C or SIGTERM lets the
+    workers finish the objects they hold and exits 130 / 143 (a second signal stops at once).
+    """
     from rich.markup import escape
 
     from xpt.render.config import RenderConfig
     from xpt.render.gl import RenderError
     from xpt.render.pool import run_render
     from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.fsio import check_writable
 
+    check_writable(preview, json_path)  # now, not after the renders
     try:
         config = RenderConfig(
             rig=rig.value,

@@ -8,6 +8,15 @@ from typing import Annotated
 
 import typer
 
+from xpt.toolkit.commands.options import (
+    LayoutOption,
+    Rig,
+    SplitOption,
+    StrictOption,
+    UpAxis,
+    UpAxisOption,
+)
+
 
 class Format(str, Enum):
     meshes = "meshes"
@@ -28,29 +37,6 @@ class ImageFormat(str, Enum):
 class PointsDtype(str, Enum):
     float32 = "float32"
     float16 = "float16"
-
-
-class Rig(str, Enum):
-    r2n2 = "r2n2"
-    ring = "ring"
-    sphere = "sphere"
-
-
-class Layout(str, Enum):
-    shapenet_v2 = "shapenet-v2"
-    shapenet_v1 = "shapenet-v1"
-    modelnet = "modelnet"
-    folder = "folder"
-
-
-class UpAxis(str, Enum):
-    auto = "auto"
-    pos_y = "+Y"
-    neg_y = "-Y"
-    pos_z = "+Z"
-    neg_z = "-Z"
-    pos_x = "+X"
-    neg_x = "-X"
 
 
 def shard(
@@ -104,26 +90,9 @@ def shard(
     categories: Annotated[
         str | None, typer.Option(help="Comma-separated category ids or names.")
     ] = None,
-    split: Annotated[
-        str | None,
-        typer.Option(help="Only this split of a source that has splits (ModelNet: train, test)."),
-    ] = None,
-    layout: Annotated[
-        Layout | None,
-        typer.Option(
-            help="Read SOURCE in this layout instead of detecting it (detection picks a "
-            "dataset layout only when every mesh file fits it, else 'folder')."
-        ),
-    ] = None,
-    up_axis: Annotated[
-        UpAxis,
-        typer.Option(
-            case_sensitive=False,
-            help="Up axis of the mesh files, rotated to xpt's +Y up before anything else. "
-            "auto: ShapeNet +Y, ModelNet +Z, a folder +Y. glTF/GLB files are +Y by their "
-            "spec and never rotated; the procedural library is +Y.",
-        ),
-    ] = UpAxis.auto,
+    split: SplitOption = None,
+    layout: LayoutOption = None,
+    up_axis: UpAxisOption = UpAxis.auto,
     per_category: Annotated[int, typer.Option(help="Procedural objects per category.")] = 8,
     rig: Annotated[Rig, typer.Option(help="Camera rig when rendering on the fly.")] = Rig.r2n2,
     views: Annotated[
@@ -134,25 +103,25 @@ def shard(
     source_seed: Annotated[
         int, typer.Option(help="Seed of the procedural source (as `xpt render --source-seed`).")
     ] = 0,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="Exit with status 1 if any object failed or any mesh file was not read "
-            "(without it: only when every object failed).",
-        ),
-    ] = False,
+    strict: StrictOption = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
 ) -> None:
-    """Pack point clouds and views into WebDataset shards with a checksummed manifest."""
+    """Pack point clouds and views into WebDataset shards with a checksummed manifest.
+
+    Run it again to resume after the last complete shard. Ctrl-C or SIGTERM finishes the
+    objects in hand, closes the open shards and exits 130 / 143 (a second signal stops at
+    once, dropping the open shards).
+    """
     from rich.markup import escape
 
     from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.partition import parse_part
     from xpt.toolkit.shards.build import ShardConfig, run_shard
 
+    check_writable(json_path)  # now, not after the shards
     try:
         config = ShardConfig(
             out=out,
@@ -182,7 +151,7 @@ def shard(
             render={"rig": rig.value, "views": views, "size": size, "seed": seed},
         )
         result = run_shard(config)
-    except (ValueError, OSError, RuntimeError) as error:  # settings, sources, GL, output
+    except (ValueError, RuntimeError) as error:  # settings, sources, GL
         err.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from error
     if str(json_path) != "-":  # stdout then carries the JSON alone

@@ -45,17 +45,17 @@ def synth(
     from rich.markup import escape
 
     from xpt.toolkit.console import err, write_json_report
+    from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.synth import SynthConfig, print_summary, synthesize
 
     names = None
     if categories is not None:
         names = tuple(name.strip() for name in categories.split(",") if name.strip())
+    if scan and not eval_set:
+        err.print("[red]error[/red] --scan writes an evaluation set: add --eval", highlight=False)
+        raise typer.Exit(code=1)
+    check_writable(json_path)  # now, not after the work (OUT is made before any object)
     if scan:
-        if not eval_set:
-            err.print(
-                "[red]error[/red] --scan writes an evaluation set: add --eval", highlight=False
-            )
-            raise typer.Exit(code=1)
         _synth_scan(out, per_category, seed, names, json_path)
         return
     config = SynthConfig(out, per_category, names, seed, eval_set)

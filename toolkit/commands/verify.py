@@ -16,12 +16,14 @@ def verify(
 ) -> None:
     """Check checksums, counts and sample schema of every shard; exit 1 on any problem."""
     from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.manifest import find_shard_sets
     from xpt.toolkit.shards.verify import verify_shards
 
     if not directory.is_dir():
         err.print(f"[red]error[/red] {directory}: not a folder", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
+    check_writable(json_path)  # now, not after reading every shard
     sets = find_shard_sets(directory) or [directory]
     reports = [verify_shards(folder) for folder in sets]
     problems = [

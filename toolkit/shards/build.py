@@ -10,7 +10,10 @@ process writes them in order, so the shards are byte-identical for the same seed
 
 Resume: the manifest is rewritten after every completed shard with each shard's
 ``start``/``end`` positions in its split's order. A re-run with the same settings
-keeps the shards on disk, and continues after the last one of each split.
+keeps the shards on disk, and continues after the last one of each split. Ctrl-C or
+SIGTERM finishes the objects in hand, closes the open shards (a resumed set then has a
+shard boundary there) and stops with :class:`~xpt.toolkit.interrupts.Interrupted`; a second
+signal stops at once, dropping the open shards. Workers ignore both signals.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import hashlib
 import json
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,7 +36,14 @@ import trimesh
 
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
-from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text
+from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text, make_folder
+from xpt.toolkit.interrupts import (
+    Interrupted,
+    deferred_interrupts,
+    ignore_interrupts,
+    interrupted_after,
+    interrupts_ignored,
+)
 from xpt.toolkit.meshes.geometry import UP_AXES, as_mesh
 from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.meshes.sampling import SAMPLERS, sample_surface
@@ -343,6 +357,7 @@ def _make_encoded(
 
 
 def _init_worker(maker: SampleMaker, encoding: dict[str, Any]) -> None:
+    ignore_interrupts()  # the main process decides when to stop
     _WORKER["maker"] = maker
     _WORKER["encoding"] = encoding
 
@@ -354,14 +369,28 @@ def _work(task: Task) -> dict[str, bytes] | Failure:
 def run_tasks(
     tasks: Sequence[Task], maker: SampleMaker, encoding: dict[str, Any], workers: int
 ) -> Iterator[tuple[Task, dict[str, bytes] | Failure]]:
-    """Results in task order; ``workers`` > 1 builds samples in spawned processes."""
+    """Results in task order; ``workers`` > 1 builds samples in spawned processes, at most
+    2 x ``workers`` objects ahead. Closing the iterator early cancels the objects not
+    started and waits for those being built."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, _make_encoded(maker, encoding, task)
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(maker, encoding)) as pool:
-        yield from zip(tasks, pool.imap(_work, tasks, chunksize=1), strict=True)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(maker, encoding)
+    )
+    queue = iter(tasks)
+    try:
+        with interrupts_ignored():  # the first submits start the workers
+            ahead = deque((task, pool.submit(_work, task)) for task in islice(queue, 2 * workers))
+        while ahead:
+            task, future = ahead.popleft()
+            result = future.result()
+            ahead.extend((more, pool.submit(_work, more)) for more in islice(queue, 1))
+            yield task, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- the run
@@ -405,13 +434,13 @@ class BuildResult:
             "shards": sum(len(s["shards"]) for s in splits.values()),
             "bytes": sum(sh["bytes"] for s in splits.values() for sh in s["shards"]),
             "categories": len(self.manifest["categories"]),
-            "written now": self.written,
-            "resumed shards": self.resumed_shards,
-            "failed": self.manifest["failures"],
-            "not read": self.unread,
+            "written_now": self.written,
+            "resumed_shards": self.resumed_shards,
+            "failed": self.manifest["failures"] - self.unread,  # objects, as render counts
+            "unread": self.unread,
             "warnings": len(self.warnings),
             "seconds": round(self.seconds, 3),
-            "objects/s": round(self.objects_per_second, 3),
+            "objects_per_s": round(self.objects_per_second, 3),
         }
 
 
@@ -456,8 +485,7 @@ def build_shards(
     from xpt.toolkit.console import RunProgress
 
     started = time.perf_counter()
-    out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(config.out_dir)
     for leftover in out.glob(f"{TMP_PREFIX}*"):
         leftover.unlink()
     mine, duplicates = [], []
@@ -541,36 +569,53 @@ def build_shards(
     }
     if not complete:
         save_manifest(False)
+
+    def saved() -> int:
+        """Samples this run put in completed shards."""
+        return sum(info.samples for writer in writers.values() for info in writer.shards)
+
     try:
-        with RunProgress("shard", total=len(tasks), unit="obj") as bar:
+        with (
+            RunProgress("shard", total=len(tasks), unit="obj") as bar,
+            deferred_interrupts() as stop,
+            closing(run_tasks(tasks, maker, encoding, config.workers)) as results,
+        ):
             for failure in fresh[len(duplicates) :]:
                 bar.fail(f"{failure.path}: not read: {failure.reason}")
-            for task, result in run_tasks(tasks, maker, encoding, config.workers):
+            for task, result in results:
                 if isinstance(result, Failure):
                     if task.obj.key not in previous:
                         log.record(result)
                     fresh.append(result)
                     bar.fail(result.line())
                     bar.advance(ok=False)
-                    continue
-                meta_views = sum(1 for name in result if name.startswith("view_"))
-                writers[task.split].write(
-                    result,
-                    position=task.position,
-                    category=task.obj.category_id,
-                    views=meta_views,
-                )
-                written_keys.add(task.obj.key)
-                for warning in json.loads(result[META]).get("warnings", []):
-                    warnings.append(f"{task.obj.key}: {warning}")
-                    bar.note(f"[yellow]warning[/yellow] {warnings[-1]}")
-                bar.advance()
+                else:
+                    meta_views = sum(1 for name in result if name.startswith("view_"))
+                    writers[task.split].write(
+                        result,
+                        position=task.position,
+                        category=task.obj.category_id,
+                        views=meta_views,
+                    )
+                    written_keys.add(task.obj.key)
+                    for warning in json.loads(result[META]).get("warnings", []):
+                        warnings.append(f"{task.obj.key}: {warning}")
+                        bar.note(f"[yellow]warning[/yellow] {warnings[-1]}")
+                    bar.advance()
+                if stop:  # the open shard is closed below: nothing written is lost
+                    break
         for writer in writers.values():
             writer.close()
+    except Interrupted as again:  # a second signal: the open shard is dropped
+        for writer in writers.values():
+            writer.abort()
+        raise interrupted_after(saved(), again.signum, str(again)) from None
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
+    if stop:
+        raise interrupted_after(saved(), stop.signum)
     final_failures = outstanding()
     atomic_write_text(
         failures_path,

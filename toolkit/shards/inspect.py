@@ -38,9 +38,9 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
         "shards": sum(len(shards[split]) for split in SPLITS),
         "bytes": sum(info.bytes for split in SPLITS for info in shards[split]),
         "categories": len(manifest.get("categories", {})),
-        "views per sample": round(views / samples, 3) if samples else 0,
-        "points per sample": settings.get("num_points"),
-        "image format": settings.get("image_format"),
+        "views_per_sample": round(views / samples, 3) if samples else 0,
+        "points_per_sample": settings.get("num_points"),
+        "image_format": settings.get("image_format"),
         "failures": manifest.get("failures", 0),
         "seed": settings.get("seed"),
     }
