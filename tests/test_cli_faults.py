@@ -293,6 +293,23 @@ CASES: dict[str, Case] = {
     "shard-bad-format": Case(
         lambda w, h: (["shard", w / "meshes", "--out", h / "s", "--format", "zip"], None)
     ),
+    # merge reads part sets, writes a set
+    "merge-missing": Case(lambda w, h: (["merge", p := missing(h), "--out", h / "m"], p)),
+    "merge-file": Case(lambda w, h: (["merge", p := a_file(h), "--out", h / "m"], p)),
+    "merge-empty-folder": Case(lambda w, h: (["merge", p := empty_folder(h), "--out", h / "m"], p)),
+    "merge-not-parts": Case(lambda w, h: (["merge", p := w / "shards", "--out", h / "m"], p)),
+    "merge-manifest-corrupt": Case(
+        lambda w, h: (
+            ["merge", (b := _shards_with(w, h, "manifest.json", "corrupt"))[0], "--out", h / "m"],
+            b[1],
+        )
+    ),
+    "merge-json-read-only": Case(
+        lambda w, h: (
+            ["merge", w / "shards", "--out", h / "m", "--json", p := READ_ONLY / "m.json"],
+            p,
+        )
+    ),
     # verify and inspect read shard sets
     **_read_cases("verify", []),
     "verify-tar-truncated": Case(

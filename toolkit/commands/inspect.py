@@ -10,7 +10,14 @@ import typer
 
 
 def inspect(
-    directory: Annotated[Path, typer.Argument(help="A shard folder (or one holding part-* sets).")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="A local shard folder (or one holding part-* sets).",
+            show_default=False,
+            metavar="DIRECTORY",
+        ),
+    ],
     preview: Annotated[
         Path | None,
         typer.Option(help="Write a PNG sheet: a few samples' views next to their point clouds."),
@@ -25,6 +32,8 @@ def inspect(
     Also checks that every shard file the manifest lists exists with its recorded size
     (exit 1 naming each that does not); `xpt verify` reads and checks the contents.
     """
+    from rich.markup import escape
+
     from xpt.toolkit.console import err, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.inspect import (
@@ -34,6 +43,16 @@ def inspect(
         write_preview,
     )
     from xpt.toolkit.shards.manifest import ManifestError, find_shard_sets
+    from xpt.toolkit.shards.remote import is_remote, local_only
+
+    if is_remote(spec):
+        err.print(
+            f"[red]error[/red] {escape(local_only(spec, 'inspect'))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+    directory = Path(spec)
 
     def fail(message: str) -> typer.Exit:
         err.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)

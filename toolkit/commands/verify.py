@@ -9,16 +9,35 @@ import typer
 
 
 def verify(
-    directory: Annotated[Path, typer.Argument(help="A shard folder (or one holding part-* sets).")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="A local shard folder (or one holding part-* sets).",
+            show_default=False,
+            metavar="DIRECTORY",
+        ),
+    ],
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the report as JSON ('-' for stdout).")
     ] = None,
 ) -> None:
     """Check checksums, counts and sample schema of every shard; exit 1 on any problem."""
+    from rich.markup import escape
+
     from xpt.toolkit.console import err, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.manifest import find_shard_sets
+    from xpt.toolkit.shards.remote import is_remote, local_only
     from xpt.toolkit.shards.verify import verify_shards
+
+    if is_remote(spec):
+        err.print(
+            f"[red]error[/red] {escape(local_only(spec, 'verify'))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+    directory = Path(spec)
 
     if not directory.is_dir():
         err.print(f"[red]error[/red] {directory}: not a folder", highlight=False, soft_wrap=True)

@@ -97,23 +97,32 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ManifestError(f"{path}: no manifest (not a shard set, or the run never started)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = path.read_bytes()
+    except OSError as error:
         raise ManifestError(f"{path}: unreadable manifest: {error}") from error
+    return parse_manifest(text, str(path))
+
+
+def parse_manifest(data: bytes | str, where: str) -> dict[str, Any]:
+    """Sanity-check manifest JSON read from ``where`` (a path or URL, for messages)."""
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{where}: unreadable manifest: {error}") from error
     if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise ManifestError(f"{path}: manifest has no 'splits' table")
+        raise ManifestError(f"{where}: manifest has no 'splits' table")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ManifestError(
-            f"{path}: format_version {manifest.get('format_version')!r}, "
+            f"{where}: format_version {manifest.get('format_version')!r}, "
             f"this xpt reads {FORMAT_VERSION}"
         )
     for split, table in manifest["splits"].items():
         if split not in SPLITS or not isinstance(table, dict):
-            raise ManifestError(f"{path}: unknown split {split!r}")
+            raise ManifestError(f"{where}: unknown split {split!r}")
         try:
             [ShardInfo.from_json(shard) for shard in table.get("shards", [])]
         except (KeyError, TypeError, ValueError) as error:
-            raise ManifestError(f"{path}: bad shard entry in split {split!r}: {error}") from error
+            raise ManifestError(f"{where}: bad shard entry in split {split!r}: {error}") from error
     return manifest
 
 
