@@ -16,7 +16,17 @@ from typing import Any
 import typer
 
 from xpt import __version__
-from xpt.toolkit.commands import benchmark, demo, inspect, pretrain, render, shard, synth, verify
+from xpt.toolkit.commands import (
+    benchmark,
+    demo,
+    inspect,
+    merge,
+    pretrain,
+    render,
+    shard,
+    synth,
+    verify,
+)
 
 app = typer.Typer(
     name="xpt",
@@ -87,9 +97,10 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 app.command("synth")(guarded(synth.synth))
 app.command("render")(guarded(render.render))
 app.command("shard")(guarded(shard.shard))
+app.command("merge")(guarded(merge.merge))
 app.command("verify")(guarded(verify.verify))
 app.command("inspect")(guarded(inspect.inspect))
-app.command("pretrain")(guarded(pretrain.pretrain))
+app.command("pretrain", cls=pretrain.PretrainCommand)(guarded(pretrain.pretrain))
 app.command("benchmark")(guarded(benchmark.benchmark))
 app.command("demo")(guarded(demo.demo))
 

@@ -1,12 +1,12 @@
-"""Stopping long work cleanly on Ctrl-C (SIGINT) or SIGTERM (what batch schedulers such as
-SLURM send before they preempt or cancel a job).
+"""Stopping long work cleanly on Ctrl-C (SIGINT), SIGTERM or SIGUSR1 (what batch schedulers
+such as SLURM send before they preempt or cancel a job, or before its time limit).
 
 Inside :func:`deferred_interrupts` the first signal only sets a flag that the work checks
 at a safe point (after a training step, between objects), so it can save what it has done
 and stop; a second signal raises :class:`Interrupted` at once, which still unwinds through
 the atomic writers (``xpt.toolkit.fsio``), so no half-written file is left under a final
 name. The shell convention for the exit status is 128 + the signal number: 130 for SIGINT,
-143 for SIGTERM.
+143 for SIGTERM, 138 for SIGUSR1.
 
 Worker processes (DataLoader workers, process pools) call :func:`ignore_interrupts` first:
 a terminal's Ctrl-C goes to the whole process group and a scheduler's SIGTERM to every
@@ -22,7 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGUSR1: what SLURM's --signal sends by default before a time limit (POSIX only).
+SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
+    (signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()
+)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -39,7 +42,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopRequest:
-    """Set by the first SIGINT/SIGTERM inside :func:`deferred_interrupts`; true once set."""
+    """Set by the first of :data:`SIGNALS` inside :func:`deferred_interrupts`; true once set."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -55,10 +58,10 @@ class StopRequest:
 
 @contextmanager
 def deferred_interrupts() -> Iterator[StopRequest]:
-    """Defer SIGINT and SIGTERM to safe points of the body; the previous handlers are
+    """Defer SIGINT, SIGTERM and SIGUSR1 to safe points of the body; the previous handlers are
     restored on exit.
 
-    The first signal sets the yielded :class:`StopRequest`; a second one (of either kind)
+    The first signal sets the yielded :class:`StopRequest`; a second one (of any kind)
     raises :class:`Interrupted` wherever the body is. Outside the main thread, where Python
     cannot handle signals, nothing is installed and the request is never set.
     """
@@ -91,7 +94,7 @@ def interrupted_after(done: int, signum: int, how: str = "interrupted") -> Inter
 
 @contextmanager
 def interrupts_ignored() -> Iterator[None]:
-    """Ignore SIGINT and SIGTERM while starting worker processes in the body.
+    """Ignore SIGINT, SIGTERM and SIGUSR1 while starting worker processes in the body.
 
     A spawned process inherits the ignoring from its first instruction (Python installs
     its Ctrl-C handler only where SIGINT is not ignored), so a signal that lands while
@@ -110,7 +113,7 @@ def interrupts_ignored() -> Iterator[None]:
 
 
 def ignore_interrupts(*_: object) -> None:
-    """Ignore SIGINT and SIGTERM in this (worker) process: the main process stops it.
+    """Ignore SIGINT, SIGTERM and SIGUSR1 in this (worker) process: the main process stops it.
 
     Takes and ignores any arguments, so it can be a DataLoader ``worker_init_fn`` or a pool
     ``initializer`` as it is.

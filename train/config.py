@@ -45,6 +45,9 @@ class PretrainConfig:
     ``probe`` names an evaluation dataset (``xpt benchmark --dataset``) for the per-epoch
     linear probe (``xpt.benchmarks.probe``) every ``probe_every`` epochs; ``probe_split``
     "val" holds out part of its train split, "test" replays the release's selection on test.
+    ``global_negatives`` and ``sync_bn`` matter only with several processes (torchrun):
+    NT-Xent over the embeddings of every rank's batch (else each rank's own batch, as on
+    one GPU), and BatchNorm statistics over every rank's batch (CUDA only).
     """
 
     backbone: str = "dgcnn"
@@ -78,6 +81,8 @@ class PretrainConfig:
     probe_every: int = 1
     probe_split: str = "val"
     probe_points: int = 1024
+    global_negatives: bool = False
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         choices = {

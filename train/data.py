@@ -49,10 +49,16 @@ from xpt.toolkit.failures import Failure
 from xpt.toolkit.interrupts import ignore_interrupts
 from xpt.toolkit.seeding import derive_seed
 from xpt.toolkit.shards.manifest import MANIFEST, ManifestError, find_shard_sets, read_manifest
+from xpt.toolkit.shards.remote import (
+    is_remote,
+    manifest_url,
+    opener_url,
+    read_remote_manifest,
+    sibling_url,
+)
 from xpt.toolkit.shards.schema import POINTS, VIEW_ENTRY, SchemaError, decode_entry
 
 STAGE = "pretrain-data"
-_REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 
 
 class ShardSpecError(ValueError):
@@ -138,8 +144,12 @@ def resolve_shards(spec: str | Path | Sequence[str | Path], split: str = "train"
     ``spec`` is a shard folder or its ``manifest.json`` (the split's shards, with the
     manifest's sample count; without a manifest, the folder's ``<split>-*.tar``), a local
     path or brace pattern (``train-{000000..000099}.tar``; counts from a manifest beside
-    the shards, or a scan of the tar headers), a ``pipe:`` command or other URL
-    (count unknown), or a list of these. Raises :class:`ShardSpecError`.
+    the shards, or a scan of the tar headers), or a list of these. Remote sets
+    (:mod:`xpt.toolkit.shards.remote`): a URL of a set's folder or ``manifest.json``
+    (``https://host/set/``, ``s3://bucket/set/``, ``pipe:curl -s URL/manifest.json``) is read
+    like a folder, its manifest through the same opener as the shards and the shard URLs
+    made beside it; a URL of shards (``.tar``, brace patterns, ``pipe:`` commands naming
+    no manifest) is read as given (count unknown). Raises :class:`ShardSpecError`.
     """
     if not isinstance(spec, str | Path):
         parts = [resolve_shards(s, split) for s in spec]
@@ -150,16 +160,32 @@ def resolve_shards(spec: str | Path | Sequence[str | Path], split: str = "train"
         urls = tuple(url for p in parts for url in p.urls)
         return ShardSet(urls, total, " ".join(p.spec for p in parts))
     text = str(spec)
+    if is_remote(text):
+        return _from_remote(text, split)
     path = Path(text)
     if path.is_dir() or path.name == MANIFEST:
         return _from_folder(path if path.is_dir() else path.parent, split, text)
-    urls = wds.shardlists.expand_urls(text)
-    if _REMOTE.match(text) and not text.startswith("file:"):
-        return ShardSet(tuple(urls), None, text)
-    urls = [re.sub(r"^file://?", "", u) for u in urls]
+    urls = [re.sub(r"^file://?", "", u) for u in wds.shardlists.expand_urls(text)]
     if not any(Path(u).is_file() for u in urls):
         raise ShardSpecError(f"{text}: no such shard file or folder")
     return ShardSet(tuple(urls), _count_local(urls), text)
+
+
+def _from_remote(spec: str, split: str) -> ShardSet:
+    """A remote set (its manifest read through the opener, shard URLs beside it), or
+    remote shard URLs as given (brace patterns expanded; sample count unknown)."""
+    manifest = manifest_url(spec)
+    if manifest is None:
+        urls = [opener_url(url) for url in wds.shardlists.expand_urls(spec)]
+        return ShardSet(tuple(urls), None, spec)
+    try:
+        entry = read_remote_manifest(manifest)["splits"].get(split, {})
+    except ManifestError as exc:
+        raise ShardSpecError(str(exc)) from None
+    urls = [opener_url(sibling_url(manifest, info["name"])) for info in entry.get("shards", [])]
+    if not urls:
+        raise ShardSpecError(f"{manifest}: the manifest lists no {split!r} shards")
+    return ShardSet(tuple(urls), int(entry.get("samples", 0)), spec)
 
 
 def _from_folder(folder: Path, split: str, spec: str) -> ShardSet:
@@ -519,6 +545,17 @@ class ShardLoader:
     from ``config.samples_per_epoch`` or the shard set (manifest); epochs then have exactly
     that many full batches (going round the shards again if skipped samples leave it
     short). With no known count an epoch is one pass over the shards.
+
+    Several ranks (``RANK`` / ``WORLD_SIZE``, as torchrun sets them): each pass's shard order
+    (shuffled by seed, epoch and pass, the same on every rank) is split by rank, then by
+    DataLoader worker, so a shard is read by one rank and one worker. When every rank's
+    share holds the same number of objects (shard count a multiple of ``world_size``, equal
+    shards) each object is read once per epoch, less the remainder of under one batch per
+    rank. Otherwise every rank still makes ``steps_per_epoch`` steps: a rank whose share runs
+    short goes on into its share of the next pass (a fresh shuffle), one with more leaves
+    the rest, so that epoch reads some objects twice and others not at all (which ones
+    changes with the epoch). With no known count a rank's epoch ends with its share; the
+    training loop then ends the epoch on every rank when the first runs out.
 
     At most one worker per shard is started (a worker reads whole shards; the batches are
     the same as with ``config.workers``). ``on_note`` hears, once, when the shards hold

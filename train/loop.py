@@ -12,13 +12,24 @@ Outputs in RUN_DIR: ``config.json``, ``metrics.jsonl`` (one line per step),
 the epoch of the best probe accuracy, a line per probe in ``metrics.jsonl``) and
 ``failures.jsonl`` (samples or shards the pipeline skipped). ``resume=True`` continues from
 ``last.pt`` exactly: same data order, augmentations and learning rates as an uninterrupted run.
-On SIGINT or SIGTERM the step in progress finishes and ``last.pt`` is written before the run
-stops, so an interrupted run loses nothing (``xpt.toolkit.interrupts``).
+On SIGINT, SIGTERM or SIGUSR1 the step in progress finishes and ``last.pt`` is written before
+the run stops, so an interrupted run loses nothing (``xpt.toolkit.interrupts``).
+
+Several processes (``torchrun --nproc-per-node N xpt pretrain ...``, ``xpt.train.distributed``)
+train one model with DistributedDataParallel: each rank reads its own share of the shards
+(``xpt.train.data``) and trains on ``batch_size`` objects a step, so the global batch is
+``batch_size * N``; the gradients are averaged over the ranks. Each rank's loss uses its own
+batch (the paper's one-GPU setting) or, with ``global_negatives``, the embeddings of every
+rank's batch (the same loss as one process on the global batch). Rank 0 alone logs, probes
+and writes files; every rank reads ``last.pt`` on resume. Before each step the ranks agree
+(one all-reduce) on whether any of them was signalled or ran out of data, so they stop, or
+end the epoch, at the same step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -49,6 +60,8 @@ from xpt.train.checkpoint import (
     make_checkpoint,
     readable_fallback,
     restore_checkpoint,
+    restore_rng,
+    rng_state,
     save_checkpoint,
 )
 from xpt.train.config import CONFIG_FILE, MODEL_FIELDS, PretrainConfig, load_config, save_config
@@ -59,6 +72,16 @@ from xpt.train.data import (
     ShardSet,
     loader_workers,
     resolve_shards,
+)
+from xpt.train.distributed import (
+    DistEnv,
+    DistributedError,
+    convert_sync_bn,
+    device_for,
+    environment,
+    gather_with_grad,
+    process_group,
+    wrap,
 )
 from xpt.train.losses import crosspoint_loss
 from xpt.train.models import build_image_encoder, build_point_encoder
@@ -81,6 +104,8 @@ RESUME_EXACT_FIELDS = (
     "seed",
     "shuffle_buffer",
     "samples_per_epoch",
+    "global_negatives",
+    "sync_bn",
 )
 
 
@@ -120,9 +145,11 @@ def build_models(config: PretrainConfig) -> tuple[nn.Module, nn.Module]:
     return point, image
 
 
-def augment_generator(config: PretrainConfig) -> torch.Generator:
-    """The CPU generator that drives every augmentation (device-independent draws)."""
-    return torch.Generator().manual_seed(derive_seed(config.seed, "augment"))
+def augment_generator(config: PretrainConfig, rank: int = 0) -> torch.Generator:
+    """The CPU generator that drives every augmentation (device-independent draws); each
+    rank of a multi-process run draws its own (rank 0 the same as one process)."""
+    parts = ("augment",) if rank == 0 else ("augment", "rank", rank)
+    return torch.Generator().manual_seed(derive_seed(config.seed, *parts))
 
 
 def cosine_lr(base_lr: float, position: float, t_max: float) -> float:
@@ -162,15 +189,16 @@ def compute_loss(
     generator: torch.Generator,
     config: PretrainConfig,
     amp_dtype: torch.dtype | None = None,
+    gather: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """The CrossPoint loss of one batch: {"loss", "imid", "cmid"} float32 scalars.
 
     Draws, in this order, two point augmentations and (unless ``loss`` is "imid", which
-    leaves the image encoder out) one image augmentation from ``generator``.
+    leaves the image encoder out) one image augmentation from ``generator``. ``gather``:
+    see :func:`embedding_loss`.
     """
     device = next(point_model.parameters()).device
     batch = batch.to(device)
-    b = len(batch)
     pair = torch.cat(
         [
             augment_points(batch.points, generator, POINT_AUGMENT),
@@ -180,12 +208,36 @@ def compute_loss(
     images = None
     if config.loss != "imid":
         images = augment_images(batch.images, generator, ImageAugmentConfig(size=config.image_size))
+    return embedding_loss(point_model, image_model, pair, images, config, amp_dtype, gather)
+
+
+def embedding_loss(
+    point_model: nn.Module,
+    image_model: nn.Module,
+    pair: Tensor,
+    images: Tensor | None,
+    config: PretrainConfig,
+    amp_dtype: torch.dtype | None = None,
+    gather: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """The CrossPoint loss of augmented inputs: ``pair`` float32 (2B, N, 3), the two views
+    of B clouds one batch after the other (so BatchNorm sees both together, as in the
+    release), and ``images`` float32 (B, 3, H, W) or None (loss "imid").
+
+    ``gather`` (e.g. :func:`xpt.train.distributed.gather_with_grad`) maps each (B, D)
+    embedding to the (W * B, D) embeddings of every rank before the loss: NT-Xent with the
+    negatives of the global batch.
+    """
+    device = pair.device
+    b = pair.shape[0] // 2
     with _autocast(device, amp_dtype):
         z_points = point_model(pair)[1].float()
         z_image = image_model(images)[1].float() if images is not None else None
-    return crosspoint_loss(
-        z_points[:b], z_points[b:], z_image, mode=config.loss, temperature=config.temperature
-    )
+    z_a, z_b = z_points[:b], z_points[b:]
+    if gather is not None:
+        z_a, z_b = gather(z_a), gather(z_b)
+        z_image = gather(z_image) if z_image is not None else None
+    return crosspoint_loss(z_a, z_b, z_image, mode=config.loss, temperature=config.temperature)
 
 
 # ---------------------------------------------------------------------------- records
@@ -193,18 +245,24 @@ def compute_loss(
 
 class _FailureSink:
     """Data failures: each distinct one printed once and appended to failures.jsonl; and
-    the data loader's notes, one line each."""
+    the data loader's notes, one line each. With ``record`` False (ranks other than 0)
+    nothing is written: the failures wait in ``pending`` for rank 0 to record them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, record: bool = True):
         self.log = FailureLog(path)
         self.seen = {(f.id, f.path, f.reason) for f in read_failures(path)}
         self.bar: RunProgress | None = None
+        self.record = record
+        self.pending: list[Failure] = []
 
     def __call__(self, failure: Failure) -> None:
         key = (failure.id, failure.path, failure.reason)
         if key in self.seen:
             return
         self.seen.add(key)
+        if not self.record:
+            self.pending.append(failure)
+            return
         self.log.record(failure)
         if self.bar is not None:
             self.bar.fail(failure.line())
@@ -374,34 +432,67 @@ def pretrain(
     config: PretrainConfig,
     shards: ShardSet | str | os.PathLike | Sequence[str | os.PathLike],
     run_dir: str | os.PathLike,
-    resume: bool = False,
+    resume: bool | str = False,
     probe: Callable[[nn.Module], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Pretrain CrossPoint on ``shards``; returns a summary dict.
 
+    ``resume``: True continues the run in ``run_dir`` from its ``last.pt``; "auto" does so
+    when ``last.pt`` exists and starts afresh otherwise (one job script for the first start
+    and every requeue).
+
     ``probe`` (e.g. :class:`xpt.benchmarks.probe.LinearProbe`) is called with the point
     encoder after every ``config.probe_every``-th completed epoch and returns
     ``{"probe_accuracy", ...}``; the line goes to ``metrics.jsonl`` and the best epoch is
-    kept as ``best.pt`` (its ``selection`` says on which split it was chosen).
+    kept as ``best.pt`` (its ``selection`` says on which split it was chosen). In a
+    multi-process run only rank 0's ``probe`` is called (the others may pass None).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process joins the group for the run
+    (``xpt.train.distributed``; see the module docstring); ranks other than 0 print nothing.
 
     Raises :class:`TrainingError` when the run cannot start (no checkpoint to resume, a
     run already in ``run_dir``, model settings changed on resume, no readable data) or
     must stop (a non-finite loss, or non-finite weights or buffers when a checkpoint is
     due: nothing is saved and ``last.pt`` stays the last good checkpoint). Resuming with
-    changed :data:`RESUME_EXACT_FIELDS` settings warns that the run is no exact continuation;
-    resuming a finished run trains nothing and returns its final figures. A new run removes
-    the leftovers of one stopped before its first checkpoint (see :func:`_clear_leftovers`).
+    changed :data:`RESUME_EXACT_FIELDS` settings (or another number of processes) warns that
+    the run is no exact continuation; resuming a finished run trains nothing and returns its
+    final figures. A new run removes the leftovers of one stopped before its first
+    checkpoint (see :func:`_clear_leftovers`).
 
-    Raises :class:`~xpt.toolkit.interrupts.Interrupted` after a first SIGINT/SIGTERM (once
-    the step in progress is done and ``last.pt`` written) or at once on a second one (no
-    checkpoint half-written); its ``exit_code`` is 130 / 143.
+    Raises :class:`~xpt.toolkit.interrupts.Interrupted` after a first SIGINT/SIGTERM/SIGUSR1
+    (on any rank: once the step in progress is done and ``last.pt`` written) or at once on a
+    second one (no checkpoint half-written); its ``exit_code`` is 128 + the signal number.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise TrainingError(
-            "multi-process (torchrun) training is not supported yet; run one process"
-        )
-    run_dir = Path(run_dir)
+    try:
+        env = environment()
+        device = device_for(env, resolve_device(config.device))
+    except DistributedError as exc:
+        raise TrainingError(str(exc)) from None
+    if env.active and config.sync_bn and device.type != "cuda":
+        raise TrainingError("--sync-bn needs CUDA (torch's SyncBatchNorm runs on GPUs only)")
+    quiet = err.quiet
+    err.quiet = quiet or not env.is_main
+    try:
+        with process_group(env, device):
+            return _pretrain(config, shards, Path(run_dir), resume, probe, env, device)
+    finally:
+        err.quiet = quiet
+
+
+def _pretrain(
+    config: PretrainConfig,
+    shards: ShardSet | str | os.PathLike | Sequence[str | os.PathLike],
+    run_dir: Path,
+    resume: bool | str,
+    probe: Callable[[nn.Module], dict[str, Any]] | None,
+    env: DistEnv,
+    device: torch.device,
+) -> dict[str, Any]:
     last_path = run_dir / LAST
+    if resume == "auto":
+        resume = bool(env.broadcast(last_path.exists()))
+    elif not isinstance(resume, bool):
+        raise TrainingError(f"resume must be True, False or 'auto', got {resume!r}")
     if resume and not last_path.exists():
         found = readable_fallback(run_dir)
         raise TrainingError(
@@ -413,7 +504,8 @@ def pretrain(
             f"{run_dir}: already holds a run ({LAST}); pass --resume to continue it "
             "or choose another --out"
         )
-    device = resolve_device(config.device)
+    env.barrier()  # every rank has looked at run_dir before rank 0 writes to it
+    main = env.is_main
     amp_dtype = resolve_amp(config.amp, device)
     if device.type != "cuda" and config.amp in ("bf16", "fp16"):
         err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
@@ -421,11 +513,20 @@ def pretrain(
     _, note = loader_workers(config.workers, len(shard_set.urls))
     if note:
         err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    if not resume:
+    if env.active and len(shard_set.urls) % env.world_size:
+        err.print(
+            f"[yellow]note[/yellow] {len(shard_set.urls)} shards over {env.world_size} "
+            "processes: the ranks hold unequal shares, so an epoch (the same number of steps "
+            "on every rank) reads some objects twice and leaves others out (which ones "
+            "changes every epoch); a multiple of the process count reads each object once",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not resume and main:
         _clear_leftovers(run_dir)
 
     make_folder(run_dir)
-    sink = _FailureSink(run_dir / FAILURES_FILE)
+    sink = _FailureSink(run_dir / FAILURES_FILE, record=main)
     loader = ShardLoader(
         shard_set,
         LoaderConfig(
@@ -448,13 +549,16 @@ def pretrain(
         )
 
     point_model, image_model = build_models(config)
+    if env.active and config.sync_bn:
+        point_model, image_model = convert_sync_bn(point_model), convert_sync_bn(image_model)
     point_model.to(device)
     image_model.to(device)
-    models = {"point": point_model, "image": image_model}
+    models = {"point": point_model, "image": image_model}  # bare: clean state-dict names
     parameters = [p for model in models.values() for p in model.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    generator = augment_generator(config)
+    generator = augment_generator(config, env.rank)
+    gather = gather_with_grad if env.active and config.global_negatives else None
     per_step = config.lr_schedule == "step"
     schedule = {
         "kind": config.lr_schedule,
@@ -491,8 +595,17 @@ def pretrain(
             )
         except CheckpointError as exc:
             raise CheckpointError(f"{exc}; {_fallback_hint(readable_fallback(run_dir))}") from None
+        saved_world = int(state.get("world_size", 1))
+        by_rank = state["rng"].get("by_rank") or []
+        if len(by_rank) == env.world_size:
+            restore_rng(by_rank[env.rank], generator)
+        elif env.rank > 0:  # no state saved for this rank: a fresh stream, seeded by position
+            generator.manual_seed(
+                derive_seed(config.seed, "augment", "rank", env.rank, "resume", position["step"])
+            )
         step, epoch, batch_index = position["step"], position["epoch"], position["batch"]
-        _truncate_metrics(run_dir / METRICS_FILE, step)
+        if main:
+            _truncate_metrics(run_dir / METRICS_FILE, step)
         last_values = dict(state["metrics"])
         finished = epoch >= config.epochs or at_max_steps()
         if finished:
@@ -508,6 +621,8 @@ def pretrain(
             )
         else:
             changed = _changed_settings(config, run_dir, state["config"])
+            if saved_world != env.world_size:
+                changed.append(f"processes {saved_world} -> {env.world_size}")
             if changed:
                 err.print(
                     "[yellow]warning[/yellow] resuming with changed settings: "
@@ -517,7 +632,8 @@ def pretrain(
                 )
             err.print(f"resuming {run_dir} at step {step} (epoch {epoch + 1}, batch {batch_index})")
     if not finished:
-        save_config(config, run_dir)
+        if main:
+            save_config(config, run_dir)
         if never_trains(config, epoch):
             err.print(
                 f"[yellow]warning[/yellow] lr_schedule 'release' trains its last epoch at lr 0 "
@@ -527,10 +643,16 @@ def pretrain(
                 highlight=False,
             )
 
+    # The modules that train (DistributedDataParallel with several processes); `models`
+    # keeps the bare ones for checkpoints and the probe. An unused image encoder (loss
+    # "imid") stays unwrapped: DDP would wait for its gradients forever.
+    point_net = wrap(point_model, env, device)
+    image_net = wrap(image_model, env, device) if config.loss != "imid" else image_model
     last_saved = step if resume else None
     epoch_stats = _EpochStats()
     run_samples, run_seconds = 0, 0.0
     stopped = "done"
+    agreed = 0  # several processes: the signal every rank agreed to stop on (0: none)
     started = time.perf_counter()
 
     def stop_non_finite(what: str, epoch_done: int) -> NoReturn:
@@ -541,8 +663,22 @@ def pretrain(
         )
         raise TrainingError(f"{what} (epoch {epoch_done}); training stopped, {kept}")
 
+    def stopping() -> int:
+        """The signal the run stops on (0: none): this process's, or the ranks' agreement."""
+        return agreed if env.active else (stop.signum or 0)
+
     def checkpoint(path: Path, selection: dict[str, Any] | None = None) -> None:
-        bad = _non_finite(models)
+        # Every rank takes part: rank 0 collects the others' RNG states and data failures,
+        # writes, and nobody goes on (or exits) before the file is in place.
+        shared = env.all_gather(
+            {"rng": rng_state(generator), "failures": sink.pending, "bad": _non_finite(models)}
+        )
+        sink.pending = []
+        if main:
+            for other in shared[1:]:
+                for failure in other["failures"]:
+                    sink(failure)
+        bad = shared[0]["bad"]
         if bad:
             names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
             # (After a completed epoch the position already points at the next one.)
@@ -550,25 +686,34 @@ def pretrain(
                 f"non-finite weights ({names}) after step {step}",
                 epoch + 1 if batch_index else epoch,
             )
-        state = make_checkpoint(
-            models=models,
-            optimizer=optimizer,
-            scaler=scaler,
-            schedule=schedule,
-            position={"step": step, "epoch": epoch, "batch": batch_index},
-            generator=generator,
-            config=config.to_dict(),
-            metrics=last_values,
-            selection=selection,
-        )
-        save_checkpoint(state, path)
+        if main:
+            state = make_checkpoint(
+                models=models,
+                optimizer=optimizer,
+                scaler=scaler,
+                schedule=schedule,
+                position={"step": step, "epoch": epoch, "batch": batch_index},
+                generator=generator,
+                config=config.to_dict(),
+                metrics=last_values,
+                selection=selection,
+            )
+            if env.active:
+                state["world_size"] = env.world_size
+                state["rng"]["by_rank"] = [other["rng"] for other in shared]
+            save_checkpoint(state, path)
+        env.barrier()
 
-    best = _best_probe(run_dir / METRICS_FILE)
+    best = env.broadcast(_best_probe(run_dir / METRICS_FILE) if main else None)
+    probing = bool(env.broadcast(probe is not None))
 
     def run_probe(epochs_done: int) -> None:
         nonlocal best
-        assert probe is not None
-        result = probe(point_model)
+        result = None
+        if main:
+            assert probe is not None
+            result = probe(point_model)
+        result = env.broadcast(result)
         accuracy = result["probe_accuracy"]
         record = {"step": step, "epoch": epochs_done, **result}
         metrics.write(json.dumps(record) + "\n")
@@ -600,33 +745,42 @@ def pretrain(
             }
             checkpoint(run_dir / BEST, selection)
 
+    world = env.world_size
     for model in models.values():
         model.train()
     with (
-        open(run_dir / METRICS_FILE, "a", encoding="utf-8") as metrics,
+        open(run_dir / METRICS_FILE if main else os.devnull, "a", encoding="utf-8") as metrics,
         deferred_interrupts() as stop,
     ):
         try:
-            while epoch < config.epochs and not at_max_steps() and not stop:
+            while epoch < config.epochs and not at_max_steps() and not stopping():
                 epoch_stats = _EpochStats()
                 total = None if steps_per_epoch is None else steps_per_epoch - batch_index
                 with RunProgress(
                     f"epoch {epoch + 1}/{config.epochs}",
-                    total=None if total is None else total * config.batch_size,
+                    total=None if total is None else total * config.batch_size * world,
                     unit="obj",
                 ) as bar:
                     sink.bar = bar
                     tick = time.perf_counter()
-                    for batch in loader.epoch(epoch, skip=batch_index):
-                        if stop:  # signalled while the batch was read: leave it for resume
-                            break
+                    # (None marks the end of this rank's data.)
+                    for batch in itertools.chain(loader.epoch(epoch, skip=batch_index), [None]):
+                        if env.active:  # stop or end the epoch together, at the same step
+                            agreed, ran_out = env.all_max([stop.signum or 0, batch is None])
+                            if agreed or ran_out:
+                                break
+                        elif batch is None or stop:  # a signal while the batch was read:
+                            break  # leave it for resume
                         lr = lr_at(config, epoch, batch_index, steps_per_epoch)
                         for group in optimizer.param_groups:
                             group["lr"] = lr
                         losses = compute_loss(
-                            point_model, image_model, batch, generator, config, amp_dtype
+                            point_net, image_net, batch, generator, config, amp_dtype, gather
                         )
-                        values = {name: value.detach().item() for name, value in losses.items()}
+                        # (the ranks' mean: every rank logs, and stops on, the same values)
+                        values = env.mean(
+                            {name: value.detach().item() for name, value in losses.items()}
+                        )
                         if not math.isfinite(values["loss"]):
                             stop_non_finite(
                                 f"non-finite loss ({values['loss']}) at step {step + 1}",
@@ -640,37 +794,38 @@ def pretrain(
                         batch_index += 1
                         now = time.perf_counter()
                         seconds, tick = now - tick, now
-                        epoch_stats.add(values, len(batch), seconds)
-                        run_samples += len(batch)
+                        objects = len(batch) * world
+                        epoch_stats.add(values, objects, seconds)
+                        run_samples += objects
                         run_seconds += seconds
                         last_values = values
                         record = {"step": step, "epoch": epoch + 1, **values, "lr": lr}
-                        record["samples_per_s"] = len(batch) / seconds if seconds > 0 else None
+                        record["samples_per_s"] = objects / seconds if seconds > 0 else None
                         metrics.write(json.dumps(record) + "\n")
                         metrics.flush()
-                        bar.advance(n=len(batch))
+                        bar.advance(n=objects)
                         if step % config.log_every_steps == 0:
                             bar.note(
                                 f"step {step}: loss {values['loss']:.4f} "
                                 f"(imid {values['imid']:.4f}, cmid {values['cmid']:.4f}), "
-                                f"lr {lr:.3g}, {len(batch) / max(seconds, 1e-9):.1f} obj/s"
+                                f"lr {lr:.3g}, {objects / max(seconds, 1e-9):.1f} obj/s"
                             )
                         if at_max_steps():
                             stopped = "max_steps"
                             break
-                        if stop:
+                        if stop and not env.active:
                             break
                         if step % config.checkpoint_every_steps == 0:
                             checkpoint(last_path)
                             last_saved = step
                     sink.bar = None
                 # (A resumed epoch may have nothing left: its last batch was trained on.)
-                if epoch_stats.steps == 0 and batch_index == 0 and not stop:
+                if epoch_stats.steps == 0 and batch_index == 0 and not stopping():
                     raise TrainingError(
                         f"{shard_set.spec}: no training batch could be read in epoch "
                         f"{epoch + 1} ({len(sink.seen)} failure(s), see {sink.log.path})"
                     )
-                complete = (stopped == "done" and not stop) or batch_index == steps_per_epoch
+                complete = (stopped == "done" and not stopping()) or batch_index == steps_per_epoch
                 if epoch_stats.steps:
                     err.print(
                         f"epoch {epoch + 1}{'' if complete else ' (partial)'}: "
@@ -687,9 +842,7 @@ def pretrain(
                             f"of {steps_per_epoch} batches (too few readable samples)"
                         )
                     epoch, batch_index = epoch + 1, 0
-                    if probe is not None and (
-                        epoch % config.probe_every == 0 or epoch == config.epochs
-                    ):
+                    if probing and (epoch % config.probe_every == 0 or epoch == config.epochs):
                         run_probe(epoch)  # before last.pt: a run killed here re-probes on resume
                 checkpoint(last_path)
                 last_saved = step
@@ -702,14 +855,17 @@ def pretrain(
                 else "no checkpoint had been written"
             )
             raise Interrupted(f"{again} at step {step}; {kept}", again.signum) from None
-        if stop and stopped == "done" and epoch < config.epochs:
-            raise Interrupted(f"interrupted at step {step}; resume with --resume", stop.signum)
+        if stopping() and stopped == "done" and epoch < config.epochs:
+            raise Interrupted(f"interrupted at step {step}; resume with --resume", stopping())
 
     final = _final_figures(run_dir / METRICS_FILE, epoch) if finished else (None, None)
     return {
         "run_dir": str(run_dir),
         "device": str(device),
         "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype else "off",
+        "processes": world,
+        "batch_size": config.batch_size,
+        "global_batch_size": config.batch_size * world,
         "stopped": "complete" if finished else stopped,
         "steps": step,
         "epochs_completed": epoch,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 
 class Backbone(str, Enum):
@@ -47,6 +48,19 @@ class Schedule(str, Enum):
     epoch = "epoch"
     step = "step"
     release = "release"
+
+
+class PretrainCommand(TyperCommand):
+    """Reads ``--resume auto`` as the hidden flag ``--resume-auto``: click has no option
+    whose value is optional, and a bare ``--resume`` stays a flag."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        args = list(args)
+        for i in range(len(args) - 1):
+            if args[i] == "--resume" and args[i + 1] == "auto":
+                args[i : i + 2] = ["--resume-auto"]
+                break
+        return super().parse_args(ctx, args)
 
 
 def pretrain(
@@ -117,8 +131,15 @@ def pretrain(
         int | None, typer.Option(help="Write epoch_XXX.pt every M epochs. (default: 10)")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last.pt. '--resume auto': continue when "
+            "last.pt exists, else start afresh (one job script for the first start and every "
+            "requeue).",
+        ),
     ] = False,
+    resume_auto: Annotated[bool, typer.Option("--resume-auto", hidden=True)] = False,
     seed: Annotated[int | None, typer.Option(help="Seed. (default: 0)")] = None,
     probe: Annotated[
         str | None,
@@ -148,6 +169,23 @@ def pretrain(
         ),
     ] = None,
     device: Annotated[Device | None, typer.Option(help="Training device. (default: auto)")] = None,
+    global_negatives: Annotated[
+        bool | None,
+        typer.Option(
+            "--global-negatives/--local-negatives",
+            help="Under torchrun: NT-Xent over the embeddings gathered from every process "
+            "(the negatives grow with the process count), or over each process's own batch "
+            "(--local-negatives, the default: one GPU's batch, as in the paper).",
+        ),
+    ] = None,
+    sync_bn: Annotated[
+        bool | None,
+        typer.Option(
+            "--sync-bn/--no-sync-bn",
+            help="Under torchrun on GPUs: BatchNorm statistics over every process's batch "
+            "(SyncBatchNorm). Off by default, as in the one-GPU release.",
+        ),
+    ] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
@@ -158,10 +196,13 @@ def pretrain(
 
     With --resume the run's config.json replaces the defaults, less its max_steps.
 
-    Ctrl-C or SIGTERM finishes the current step, writes last.pt and exits 130 / 143;
-    --resume then continues exactly (a second signal stops at once, keeping the last
-    complete checkpoint). A fresh run refuses a --out holding checkpoints and removes the
-    leftovers of a run stopped before its first checkpoint.
+    Ctrl-C, SIGTERM or SIGUSR1 finishes the current step, writes last.pt and exits
+    130 / 143 / 138; --resume then continues exactly (a second signal stops at once, keeping
+    the last complete checkpoint). A fresh run refuses a --out holding checkpoints and
+    removes the leftovers of a run stopped before its first checkpoint.
+
+    Several processes: torchrun --nproc-per-node N --no-python xpt pretrain ... (or
+    torchrun ... -m xpt pretrain ...); --batch-size is per process, rank 0 alone writes.
     """
     from dataclasses import replace
 
@@ -173,6 +214,7 @@ def pretrain(
     from xpt.train.checkpoint import CheckpointError
     from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
     from xpt.train.data import ShardSpecError
+    from xpt.train.distributed import DistributedError, environment
     from xpt.train.loop import TrainingError
     from xpt.train.loop import pretrain as run_pretrain
 
@@ -203,21 +245,42 @@ def pretrain(
         "probe_per_category": probe_per_category,
         "probe_every": probe_every,
         "probe_split": probe_split,
+        "global_negatives": global_negatives,
+        "sync_bn": sync_bn,
     }
     overrides = {k: v.value if isinstance(v, Enum) else v for k, v in overrides.items()}
+    main, who = True, ""
     try:
+        env = environment()
+        main, who = env.is_main, f"rank {env.rank}: " if env.active else ""
         base = PretrainConfig()
-        if resume and (out / CONFIG_FILE).exists():
+        if (resume or resume_auto) and (out / CONFIG_FILE).exists():
             base = replace(load_config(out / CONFIG_FILE), max_steps=None)
         config = resolve_config(base, config_file, overrides)
         make_folder(out)  # before any work (the probe set, the models)
-        check_writable(json_path)
-        summary = run_pretrain(config, shards, out, resume=resume, probe=build_probe(config))
-    except (ValueError, TrainingError, CheckpointError, ShardSpecError, DatasetError) as error:
-        err.print(f"[red]error[/red] {error}", highlight=False)
+        if main:  # rank 0 alone probes and reports
+            check_writable(json_path)
+        summary = run_pretrain(
+            config,
+            shards,
+            out,
+            resume="auto" if resume_auto else resume,
+            probe=build_probe(config) if main else None,
+        )
+    except (
+        ValueError,
+        TrainingError,
+        CheckpointError,
+        ShardSpecError,
+        DatasetError,
+        DistributedError,
+    ) as error:
+        err.print(f"[red]error[/red] {who}{error}", highlight=False)
         raise typer.Exit(code=1) from error
     except Interrupted as stopped:
-        err.print(str(stopped), highlight=False)
+        if main:
+            err.print(str(stopped), highlight=False)
         raise typer.Exit(code=stopped.exit_code) from None
-    print_table("xpt pretrain", summary)
-    write_json_report(json_path, summary)
+    if main:
+        print_table("xpt pretrain", summary)
+        write_json_report(json_path, summary)
