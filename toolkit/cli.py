@@ -19,6 +19,7 @@ from xpt import __version__
 from xpt.toolkit.commands import (
     benchmark,
     demo,
+    export,
     inspect,
     merge,
     pretrain,
@@ -102,6 +103,7 @@ app.command("verify")(guarded(verify.verify))
 app.command("inspect")(guarded(inspect.inspect))
 app.command("pretrain", cls=pretrain.PretrainCommand)(guarded(pretrain.pretrain))
 app.command("benchmark")(guarded(benchmark.benchmark))
+app.command("export")(guarded(export.export))
 app.command("demo")(guarded(demo.demo))
 
 
