@@ -22,6 +22,7 @@ from xpt.toolkit.commands import (
     export,
     inspect,
     merge,
+    plot,
     pretrain,
     render,
     shard,
@@ -104,6 +105,7 @@ app.command("inspect")(guarded(inspect.inspect))
 app.command("pretrain", cls=pretrain.PretrainCommand)(guarded(pretrain.pretrain))
 app.command("benchmark")(guarded(benchmark.benchmark))
 app.command("export")(guarded(export.export))
+app.command("plot")(guarded(plot.plot))
 app.command("demo")(guarded(demo.demo))
 
 

@@ -83,6 +83,7 @@ class PretrainConfig:
     probe_points: int = 1024
     global_negatives: bool = False
     sync_bn: bool = False
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         choices = {

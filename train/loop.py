@@ -65,6 +65,7 @@ from xpt.train.checkpoint import (
     save_checkpoint,
 )
 from xpt.train.config import CONFIG_FILE, MODEL_FIELDS, PretrainConfig, load_config, save_config
+from xpt.train.curves import CURVES_FILE, TensorBoardLog, write_curves
 from xpt.train.data import (
     Batch,
     LoaderConfig,
@@ -718,6 +719,8 @@ def _pretrain(
         record = {"step": step, "epoch": epochs_done, **result}
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
+        if board is not None:
+            board.log(record)
         improved = best is None or accuracy > best[0]
         where = (
             "the TEST split (release behaviour)"
@@ -748,6 +751,10 @@ def _pretrain(
     world = env.world_size
     for model in models.values():
         model.train()
+    try:
+        board = TensorBoardLog(run_dir / "tb") if config.tensorboard and main else None
+    except ImportError as missing:
+        raise TrainingError(str(missing)) from None
     with (
         open(run_dir / METRICS_FILE if main else os.devnull, "a", encoding="utf-8") as metrics,
         deferred_interrupts() as stop,
@@ -803,6 +810,8 @@ def _pretrain(
                         record["samples_per_s"] = objects / seconds if seconds > 0 else None
                         metrics.write(json.dumps(record) + "\n")
                         metrics.flush()
+                        if board is not None:
+                            board.log(record)
                         bar.advance(n=objects)
                         if step % config.log_every_steps == 0:
                             bar.note(
@@ -846,6 +855,8 @@ def _pretrain(
                         run_probe(epoch)  # before last.pt: a run killed here re-probes on resume
                 checkpoint(last_path)
                 last_saved = step
+                if complete and main:
+                    write_curves([run_dir], run_dir / CURVES_FILE)
                 if complete and epoch % config.checkpoint_every_epochs == 0:
                     checkpoint(run_dir / epoch_checkpoint_name(epoch))
         except Interrupted as again:

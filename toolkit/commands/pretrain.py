@@ -186,6 +186,14 @@ def pretrain(
             "(SyncBatchNorm). Off by default, as in the one-GPU release.",
         ),
     ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="Also write TensorBoard event files under OUT/tb (needs the tensorboard "
+            "package). OUT/curves.png is drawn at every epoch end either way.",
+        ),
+    ] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
@@ -247,6 +255,7 @@ def pretrain(
         "probe_split": probe_split,
         "global_negatives": global_negatives,
         "sync_bn": sync_bn,
+        "tensorboard": tensorboard,
     }
     overrides = {k: v.value if isinstance(v, Enum) else v for k, v in overrides.items()}
     main, who = True, ""
