@@ -142,9 +142,12 @@ def read_rendering_metadata(path: Path) -> list[dict[str, float]]:
 
 
 def read_views(
-    folder: Path, max_views: int | None = None
+    folder: Path, max_views: int | None = None, alpha: str = "white"
 ) -> tuple[list[np.ndarray], list[dict], list[str]]:
-    """The RGB views of one rendering folder (RGBA on white), their camera dicts, warnings.
+    """The RGB views of one rendering folder, their camera dicts, warnings.
+
+    ``alpha``: "white" composites the RGBA views onto white, "drop" discards alpha as the
+    published loader does (:func:`~xpt.toolkit.shards.views.read_rgb`).
 
     An unreadable ``rendering_metadata.txt`` is a warning: the views keep no angles.
     """
@@ -162,7 +165,7 @@ def read_views(
         metadata = []
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         warnings.append(f"{metadata_path.name} unreadable, views kept without angles ({reason})")
-    images = [read_rgb(path) for path in files]
+    images = [read_rgb(path, alpha) for path in files]
     cameras = []
     for path, image in zip(files, images, strict=True):
         camera: dict[str, Any] = {
@@ -185,6 +188,7 @@ class CrossPointSampleMaker:
     sampler: str = "uniform"
     seed: int = 0
     max_views: int | None = None
+    alpha: str = "white"
 
     def __call__(self, obj: MeshObject) -> Sample:
         try:
@@ -198,7 +202,9 @@ class CrossPointSampleMaker:
         seed = points_seed(self.seed, obj.key)
         points = subsample_points(norm.apply(raw), self.num_points, seed, self.sampler)
         try:
-            images, cameras, warnings = read_views(Path(obj.extra["rendering"]), self.max_views)
+            images, cameras, warnings = read_views(
+                Path(obj.extra["rendering"]), self.max_views, self.alpha
+            )
         except ViewError as error:
             raise SampleError("views", str(error)) from error
         meta = {
@@ -215,4 +221,4 @@ class CrossPointSampleMaker:
         return Sample(obj.key, points, images, meta)
 
     def describe(self) -> dict[str, Any]:
-        return {"views": "crosspoint", "max_views": self.max_views}
+        return {"views": "crosspoint", "max_views": self.max_views, "alpha": self.alpha}

@@ -15,6 +15,7 @@ from xpt.toolkit.failures import read_failures
 from xpt.toolkit.meshes.geometry import normalization
 from xpt.toolkit.shards.build import ShardConfig, run_shard
 from xpt.toolkit.shards.inspect import iter_samples
+from xpt.toolkit.shards.manifest import read_manifest
 from xpt.toolkit.shards.verify import verify_shards
 
 SIZE = 137
@@ -178,3 +179,35 @@ def test_unparsable_rendering_metadata_is_a_warning_not_a_silent_drop(
     assert len(meta["warnings"]) == 1 and "rendering_metadata.txt" in meta["warnings"][0]
     assert samples[f"crosspoint_{PLANE}_bbb"]["json"]["warnings"] == []
     assert key not in {f.id for f in read_failures(out / "failures.jsonl")}
+
+
+def test_alpha_drop_replays_the_release_loader(release: Path, tmp_path: Path) -> None:
+    """The release's Image.convert("RGB") keeps the colour under transparent pixels."""
+    from xpt.toolkit.cli import app
+
+    rng = np.random.default_rng(0)
+    view = rng.integers(0, 256, size=(SIZE, SIZE, 4), dtype=np.uint8)
+    view[..., 3] = np.where(rng.random((SIZE, SIZE)) < 0.5, 0, 255)  # colour under alpha 0
+    folder = release / "data" / "ShapeNetRendering" / PLANE / "aaa" / "rendering"
+    for path in folder.glob("*.png"):
+        Image.fromarray(view, "RGBA").save(path)
+    with Image.open(folder / "00.png") as image:
+        released = np.asarray(image.convert("RGB"))
+    outs = {}
+    for alpha in ("drop", "white"):
+        outs[alpha] = tmp_path / alpha
+        args = ["shard", str(release / "data"), "--format", "crosspoint", "--alpha", alpha]
+        result = CliRunner().invoke(app, [*args, "--out", str(outs[alpha]), "--points", "64"])
+        assert result.exit_code == 0, result.output
+    views = {
+        alpha: next(s for s in iter_samples(out) if s["json"]["model_id"] == "aaa")["views"][0]
+        for alpha, out in outs.items()
+    }
+    np.testing.assert_array_equal(views["drop"], released)
+    opaque = view[..., 3] == 255
+    assert (views["white"][~opaque] == 255).all()
+    np.testing.assert_array_equal(views["white"][opaque], view[..., :3][opaque])
+    settings = read_manifest(outs["drop"])["settings"]
+    assert settings["views_from"]["alpha"] == "drop"
+    meshes = CliRunner().invoke(app, ["shard", "--alpha", "drop", "--out", str(tmp_path / "m")])
+    assert meshes.exit_code == 1 and "--format crosspoint" in meshes.output

@@ -34,6 +34,11 @@ class ImageFormat(str, Enum):
     webp = "webp"
 
 
+class Alpha(str, Enum):
+    white = "white"
+    drop = "drop"
+
+
 class PointsDtype(str, Enum):
     float32 = "float32"
     float16 = "float16"
@@ -77,6 +82,14 @@ def shard(
     max_views: Annotated[
         int | None, typer.Option(help="Keep at most this many views per object.")
     ] = None,
+    alpha: Annotated[
+        Alpha,
+        typer.Option(
+            help="--format crosspoint: composite the RGBA views on white, or drop alpha as "
+            "the published loader's Image.convert('RGB') does (keeping the colour under "
+            "transparent pixels). Recorded in the manifest."
+        ),
+    ] = Alpha.white,
     max_shard_mb: Annotated[float, typer.Option(help="Maximum shard size in MiB.")] = 256.0,
     max_samples: Annotated[
         int | None, typer.Option(help="Maximum samples per shard (default: no limit).")
@@ -142,6 +155,7 @@ def shard(
             quality=quality,
             points_dtype=points_dtype.value,
             max_views=max_views,
+            alpha=alpha.value,
             max_shard_mb=max_shard_mb,
             max_samples=max_samples,
             part=parse_part(part),

@@ -65,7 +65,7 @@ from xpt.toolkit.shards.schema import (
     Sample,
     encode_sample,
 )
-from xpt.toolkit.shards.views import ViewError, ViewProvider, ViewSetupError
+from xpt.toolkit.shards.views import ALPHA_MODES, ViewError, ViewProvider, ViewSetupError
 from xpt.toolkit.shards.writer import ShardInfo, ShardWriter
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ class ShardConfig:
     workers: int = 1
     render: dict[str, Any] = field(default_factory=dict)
     up_axis: str = "auto"  # the mesh files' up axis (auto: the source's default)
+    alpha: str = "white"  # crosspoint views: composite on white, or "drop" as the release
 
     def __post_init__(self) -> None:
         checks = [
@@ -160,6 +161,14 @@ class ShardConfig:
                 "up axis applies to mesh sources only (not with format crosspoint)",
             ),
             (
+                self.alpha in ALPHA_MODES,
+                f"alpha must be one of {', '.join(ALPHA_MODES)}, got {self.alpha!r}",
+            ),
+            (
+                self.format == "crosspoint" or self.alpha == "white",
+                "alpha drop applies to the CrossPoint release's RGBA views (--format crosspoint)",
+            ),
+            (
                 self.format == "meshes" or (self.split is None and self.layout is None),
                 "split and layout select from mesh sources only (not with format crosspoint)",
             ),
@@ -190,6 +199,7 @@ class ShardConfig:
         for name in ("split", "layout"):  # recorded when given (older sets still resume)
             if settings[name] is None:
                 settings.pop(name)
+        settings.pop("alpha")  # recorded by the crosspoint maker's description (views_from)
         if self.renders is not None or self.format != "meshes":
             settings["render"] = None  # only on-the-fly rendering uses these
         return settings
@@ -646,7 +656,7 @@ def objects_and_maker(config: ShardConfig) -> tuple[Source, SampleMaker]:
             config.source, categories=config.categories, limit=config.limit
         )
         maker: SampleMaker = CrossPointSampleMaker(
-            config.num_points, config.sampler, config.seed, config.max_views
+            config.num_points, config.sampler, config.seed, config.max_views, config.alpha
         )
         return Source(objects, "crosspoint"), maker
     from xpt.toolkit.meshes.load import check_source_up_axis

@@ -96,12 +96,22 @@ def read_view(path: str | os.PathLike) -> np.ndarray | EncodedImage:
     return EncodedImage(data, "png") if passthrough else read_rgb(path)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB (alpha composited on white)."""
+ALPHA_MODES = ("white", "drop")
+
+
+def read_rgb(path: str | os.PathLike, alpha: str = "white") -> np.ndarray:
+    """An image file -> (H, W, 3) uint8 RGB.
+
+    ``alpha`` "white" composites transparent pixels onto white; "drop" is the published
+    CrossPoint loader's ``Image.open(p).convert("RGB")``, which keeps whatever colour lies
+    under transparent pixels.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
+            if alpha == "drop":
+                return np.asarray(image.convert("RGB"))
             if image.mode in ("RGBA", "LA", "P", "PA"):
                 image = image.convert("RGBA")
             elif image.mode != "RGB":
