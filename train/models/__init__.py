@@ -16,19 +16,28 @@ from xpt.train.models.pointnet import PointNet
 from xpt.train.models.resnet import ResNet, resnet18, resnet50
 
 POINT_ENCODERS: dict[str, Callable[..., nn.Module]] = {
-    "dgcnn": lambda *, k, emb_dims, proj_dim: DGCNN(k=k, emb_dims=emb_dims, proj_dim=proj_dim),
-    "pointnet": lambda *, k, emb_dims, proj_dim: PointNet(emb_dims=emb_dims, proj_dim=proj_dim),
+    "dgcnn": lambda *, k, emb_dims, proj_dim, edgeconv: DGCNN(
+        k=k, emb_dims=emb_dims, proj_dim=proj_dim, edgeconv=edgeconv
+    ),
+    "pointnet": lambda *, k, emb_dims, proj_dim, edgeconv: PointNet(
+        emb_dims=emb_dims, proj_dim=proj_dim
+    ),
 }
 IMAGE_ENCODERS: dict[str, Callable[..., ResNet]] = {"resnet50": resnet50, "resnet18": resnet18}
 
 
 def build_point_encoder(
-    name: str, *, k: int = 15, emb_dims: int = 1024, proj_dim: int = 256
+    name: str,
+    *,
+    k: int = 15,
+    emb_dims: int = 1024,
+    proj_dim: int = 256,
+    edgeconv: str = "fast",
 ) -> nn.Module:
-    """Point encoder "dgcnn" or "pointnet" (``k`` is used by DGCNN only)."""
+    """Point encoder "dgcnn" or "pointnet" (``k`` and ``edgeconv`` are used by DGCNN only)."""
     if name not in POINT_ENCODERS:
         raise ValueError(f"unknown point encoder {name!r}; valid: {', '.join(POINT_ENCODERS)}")
-    return POINT_ENCODERS[name](k=k, emb_dims=emb_dims, proj_dim=proj_dim)
+    return POINT_ENCODERS[name](k=k, emb_dims=emb_dims, proj_dim=proj_dim, edgeconv=edgeconv)
 
 
 def build_image_encoder(name: str, *, proj_dim: int = 256) -> ResNet:

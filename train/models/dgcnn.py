@@ -15,82 +15,39 @@ import torch
 from torch import Tensor, nn
 
 from xpt.train.models.checkpoint import LoadReport, load_renamed_state_dict, strip_module_prefix
+from xpt.train.models.edgeconv import EDGECONV_IMPLS, EdgeConv, edge_features, knn
 from xpt.train.models.heads import REFERENCE_HEAD_NAMES, ProjectionHead
 from xpt.train.models.layers import ConvNormAct
 
 EDGE_CHANNELS = (64, 64, 128, 256)
 
 
-def knn(x: Tensor, k: int) -> Tensor:
-    """Indices (B, N, k) of the k nearest neighbours of each point of ``x`` (B, C, N).
-
-    Top-k of the negative squared distance, so each point is its own first neighbour.
-    The distance is formed exactly as in the reference (``-|x_i|^2 + 2 x_i.x_j - |x_j|^2``)
-    and always in float32: neighbour choice must not flip under bf16/fp16 autocast.
-    """
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        x = x.float()
-        inner = -2 * torch.matmul(x.transpose(2, 1), x)
-        xx = torch.sum(x**2, dim=1, keepdim=True)
-        pairwise = -xx - inner - xx.transpose(2, 1)
-        return pairwise.topk(k=k, dim=-1)[1]
-
-
-def edge_features(x: Tensor, k: int) -> Tensor:
-    """EdgeConv input (B, 2C, N, k) = ``cat(x_j - x_i, x_i)`` for x (B, C, N).
-
-    Neighbour minus centre first, centre second, as in the reference.
-    """
-    b, c, n = x.shape
-    if k > n:
-        raise ValueError(f"k={k} neighbours requested but the cloud has only {n} points")
-    idx = knn(x, k) + torch.arange(b, device=x.device).view(-1, 1, 1) * n
-    points = x.transpose(2, 1).contiguous()  # (B, N, C)
-    neighbours = points.view(b * n, c)[idx.view(-1)].view(b, n, k, c)
-    centre = points.view(b, n, 1, c).expand(b, n, k, c)
-    return torch.cat((neighbours - centre, centre), dim=3).permute(0, 3, 1, 2).contiguous()
-
-
-class EdgeConv(nn.Module):
-    """EdgeConv layer as in the reference: ``max_j LeakyReLU(BN(W cat(x_j - x_i, x_i)))`` over
-    the k neighbours j of each point i in feature space; (B, C, N) -> (B, out_ch, N).
-
-    W is a ``Conv2d(2C, out_ch, 1, bias=False)`` on the materialised edge tensor. (Splitting
-    W by linearity into two per-point products and a gather is the same function, but it
-    measured only ~10 % faster on CPU and moved the reference test vector 4x closer to its
-    1e-4 tolerance, so the reference's formulation is kept.)
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, k: int) -> None:
-        super().__init__()
-        self.k = k
-        self.conv = nn.Conv2d(2 * in_ch, out_ch, kernel_size=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_ch)
-        self.act = nn.LeakyReLU(0.2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(edge_features(x, self.k)))).amax(dim=-1)
-
-
 class DGCNN(nn.Module):
     """DGCNN encoder with the CrossPoint projection head.
 
     Input points (B, N, 3) float, channels last. ``forward_features`` -> (B, 2*emb_dims),
-    ``forward_head`` -> (B, proj_dim), ``forward`` -> both.
+    ``forward_head`` -> (B, proj_dim), ``forward`` -> both. ``edgeconv`` picks the EdgeConv
+    formulation, "fast" (default) or "plain" (the reference's; see
+    :mod:`xpt.train.models.edgeconv`): same function, same parameters and state-dict names.
     """
 
-    def __init__(self, *, k: int = 15, emb_dims: int = 1024, proj_dim: int = 256) -> None:
+    def __init__(
+        self, *, k: int = 15, emb_dims: int = 1024, proj_dim: int = 256, edgeconv: str = "fast"
+    ) -> None:
         super().__init__()
         if k < 1 or emb_dims < 1 or proj_dim < 1:
             raise ValueError(f"k, emb_dims, proj_dim must be >= 1, got {k}, {emb_dims}, {proj_dim}")
+        if edgeconv not in EDGECONV_IMPLS:
+            raise ValueError(f"unknown edgeconv {edgeconv!r}; valid: {', '.join(EDGECONV_IMPLS)}")
         self.k = k
+        self.edgeconv = edgeconv
         self.emb_dims = emb_dims
         self.feature_dim = 2 * emb_dims
         c1, c2, c3, c4 = EDGE_CHANNELS
-        self.conv1 = EdgeConv(3, c1, k)
-        self.conv2 = EdgeConv(c1, c2, k)
-        self.conv3 = EdgeConv(c2, c3, k)
-        self.conv4 = EdgeConv(c3, c4, k)
+        self.conv1 = EdgeConv(3, c1, k, impl=edgeconv)
+        self.conv2 = EdgeConv(c1, c2, k, impl=edgeconv)
+        self.conv3 = EdgeConv(c2, c3, k, impl=edgeconv)
+        self.conv4 = EdgeConv(c3, c4, k, impl=edgeconv)
         self.conv5 = ConvNormAct(sum(EDGE_CHANNELS), emb_dims, negative_slope=0.2)
         self.head = ProjectionHead(2 * emb_dims, emb_dims, proj_dim, bias=True)
 
@@ -164,3 +121,14 @@ def load_reference_state_dict(
     shape is always refused naming the key and both shapes.
     """
     return load_renamed_state_dict(model, checkpoint_filter_fn(state_dict), strict=strict)
+
+
+__all__ = [
+    "DGCNN",
+    "EDGECONV_IMPLS",
+    "EdgeConv",
+    "checkpoint_filter_fn",
+    "edge_features",
+    "knn",
+    "load_reference_state_dict",
+]
