@@ -114,3 +114,69 @@ def test_cards_describe_themselves_and_validate() -> None:
         protocol_card("nope")
     with pytest.raises(ValueError, match="C must be > 0"):
         LinearProtocol(C=0.0)
+
+
+def test_precomputed_gram_and_linear_svc_predict_the_same_labels() -> None:
+    """The xpt card's final fit (standardised) on the Gram matrix equals SVC(kernel="linear")."""
+    from sklearn.preprocessing import StandardScaler
+
+    train_x, train_y = _blobs(25, 6, 40, 3.5, seed=11)
+    test_x, test_y = _blobs(20, 6, 40, 3.5, seed=11)
+    scaler = StandardScaler().fit(train_x.astype(np.float64))
+    a = scaler.transform(train_x.astype(np.float64))
+    b = scaler.transform(test_x.astype(np.float64))
+    for C in (1e-3, 0.1, 10.0):
+        linear = SVC(kernel="linear", C=C).fit(a, train_y).predict(b)
+        gram = SVC(kernel="precomputed", C=C).fit(a @ a.T, train_y).predict(b @ a.T)
+        assert np.array_equal(linear, gram)
+        card = LinearProtocol(C=C)
+        ours = evaluate_linear(train_x, train_y, test_x, test_y, card, num_classes=6)
+        assert ours.accuracy == np.mean(linear == test_y)
+
+
+def test_saturated_grid_values_reuse_a_score_equal_to_refitting() -> None:
+    """Above the first C with no dual variable at its bound the score no longer changes:
+    the shortcut's scores equal a refit at every C (separable blobs saturate early)."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _blobs(15, 4, 30, 1.0, seed=12)
+    protocol = LinearProtocol(cv_subsample=None)
+    _, scores, folds = choose_C(x.astype(np.float64), y, protocol, seed=1)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=1)
+    for c in protocol.C_grid:
+        correct = 0
+        for fit, held in splitter.split(x, y):
+            pipeline = make_pipeline(StandardScaler(), SVC(kernel="linear", C=c))
+            correct += int(np.sum(pipeline.fit(x[fit], y[fit]).predict(x[held]) == y[held]))
+        assert scores[c] == pytest.approx(correct / len(y), abs=1e-9)
+
+
+def test_subsampled_search_picks_a_C_as_good_as_the_exhaustive_one() -> None:
+    """On a problem where C matters (overlapping classes, few dims), the C chosen on a
+    stratified subsample scores within 2 points of the exhaustive choice on test."""
+    train_x, train_y = _blobs(150, 5, 8, 3.0, seed=13)
+    test_x, test_y = _blobs(100, 5, 8, 3.0, seed=13)
+    grid = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    exhaustive = LinearProtocol(C_grid=grid, cv_subsample=None)
+    fast = LinearProtocol(C_grid=grid, cv_subsample=250)
+    full = evaluate_linear(train_x, train_y, test_x, test_y, exhaustive, num_classes=5)
+    sub = evaluate_linear(train_x, train_y, test_x, test_y, fast, num_classes=5)
+    assert sub.C in grid and set(sub.cv_accuracy) == set(grid)
+    assert abs(sub.accuracy - full.accuracy) <= 0.02
+    assert "subsample of at most 250" in fast.describe()
+
+
+def test_search_subsample_is_stratified_seeded_and_keeps_small_classes() -> None:
+    from xpt.benchmarks.linear import search_subsample
+
+    labels = np.repeat([0, 1, 2], [300, 100, 4])
+    rows = search_subsample(labels, 100, folds=5, seed=0)
+    counts = np.bincount(labels[rows])
+    assert counts[0] == 74 and counts[1] == 25 and counts[2] == 4  # shares, >= folds or all
+    assert np.array_equal(rows, search_subsample(labels, 100, folds=5, seed=0))
+    assert not np.array_equal(rows, search_subsample(labels, 100, folds=5, seed=1))
+    assert np.array_equal(search_subsample(labels, None, 5, 0), np.arange(len(labels)))
+    with pytest.raises(ValueError, match="cv_subsample"):
+        LinearProtocol(cv_subsample=1)
