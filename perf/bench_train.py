@@ -16,7 +16,9 @@ shared machine the minimum time is the least noisy. (2) / (1) is the share of co
 speed the full loop keeps (1.0 = data loading is hidden); (3) / (4) compares the two
 data paths.
 
-Run: ``.venv/bin/python perf/bench_train.py [--configs demo paper] [--steps 3]``
+Run: ``.venv/bin/python perf/bench_train.py [--configs demo paper] [--steps 3]``; the data
+paths alone, at the paper's settings, with equal augmentation work on both sides:
+``.venv/bin/python perf/bench_train.py --loader 0 2 [--objects 196]``
 """
 
 from __future__ import annotations
@@ -173,12 +175,143 @@ def _baseline_rate(config, files: Path, passes: int = 10) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _write_ply(path: Path, points) -> None:
+    """A binary little-endian PLY of float32 vertices (as the release's point clouds)."""
+    header = (
+        f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\n"
+        "property float x\nproperty float y\nproperty float z\nend_header\n"
+    )
+    path.write_bytes(header.encode() + points.astype("<f4").tobytes())
+
+
+def _read_ply(path: Path):
+    import numpy as np
+
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    return np.frombuffer(data[end:], dtype="<f4").reshape(-1, 3)
+
+
+class ReleaseStyleItems:
+    """The release's ``ShapeNetRender`` re-created, with equal augmentation work: per item,
+    glob the object's renders and open one (PIL), read the PLY cloud, subsample it, then
+    per-sample augmentations: two point augmentations (xpt's, on one cloud) and the
+    torchvision image transform (Resize, ColorJitter(0.4, 0.4, 0.4) via PIL's ImageEnhance
+    in a random order as torchvision does for PIL images, RandomHorizontalFlip, ToTensor,
+    Normalize). A map-style dataset for a DataLoader (batch 20, shuffled)."""
+
+    def __init__(self, files: Path, points: int, image_size: int, seed: int = 0):
+        self.folders = sorted(files.iterdir())
+        self.points, self.image_size, self.seed = points, image_size, seed
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def __getitem__(self, index: int):
+        import numpy as np
+        import torch
+        from PIL import Image, ImageEnhance
+
+        from xpt.train.augment import IMAGENET_MEAN, IMAGENET_STD, augment_points
+
+        rng = np.random.default_rng((self.seed, index))
+        folder = self.folders[index]
+        views = sorted((folder / "rendering").glob("*.png"))
+        image = Image.open(views[int(rng.integers(len(views)))]).convert("RGB")
+        image = image.resize((self.image_size,) * 2, Image.BILINEAR)
+        enhancers = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
+        for op in rng.permutation(3):
+            image = enhancers[op](image).enhance(float(rng.uniform(0.6, 1.4)))
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        x = (x - mean.view(3, 1, 1)) / std.view(3, 1, 1)
+        cloud = _read_ply(folder / "points.ply")
+        cloud = torch.from_numpy(cloud[rng.choice(len(cloud), self.points, replace=False)])
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        return augment_points(cloud[None], g)[0], augment_points(cloud[None], g)[0], x
+
+
+def _release_rate(files: Path, points: int, image_size: int, batch: int, workers: int) -> float:
+    """Objects/s of the release-style per-item loader (with augmentation) in batches."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    items = ReleaseStyleItems(files, points, image_size)
+    loader = DataLoader(
+        items,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    start = time.perf_counter()
+    count = sum(len(b[0]) for b in loader)
+    return count / (time.perf_counter() - start)
+
+
+def loader_comparison(objects: int, workers: list[int], passes: int = 2) -> None:
+    """Data path at the paper's settings (batch 20, 2048 points, 224 px, views stored at
+    137 px), all in one run on the same objects: xpt's loader delivering augmented batches
+    (``LoaderConfig.augment``) and raw ones, the release-style per-item loader with equal
+    augmentation, and the plain per-item loose-file baseline (no augmentation)."""
+    import numpy as np
+
+    from xpt.train.data import LoaderConfig, time_loader
+
+    batch, points, size = 20, 2048, 224
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _write_data(root, objects, VIEW_SIZE["paper"])
+        for folder in (root / "files").iterdir():
+            _write_ply(folder / "points.ply", np.load(folder / "points.npy"))
+        config = argparse.Namespace(image_size=size, points=points)
+        loose = _baseline_rate(config, root / "files", passes)
+        print(f"per-item loose files, no augmentation, main process: {loose:7.1f} obj/s")
+        for w in workers:
+            release = _release_rate(root / "files", points, size, batch, w)
+            rates = {}
+            for augment in (True, False):
+                figures = time_loader(
+                    root / "shards",
+                    LoaderConfig(
+                        batch,
+                        points,
+                        size,
+                        workers=w,
+                        augment=augment,
+                        samples_per_epoch=passes * objects,
+                    ),
+                )
+                rates[augment] = figures["samples_per_s"]
+                first = figures["first_batch_s"]
+            print(
+                f"{w} worker(s): release-style (augmented) {release:7.1f} obj/s | xpt augmented "
+                f"{rates[True]:7.1f} obj/s ({rates[True] / release:.2f} x release-style, "
+                f"{rates[True] / loose:.2f} x loose files) | xpt raw {rates[False]:7.1f} obj/s "
+                f"({rates[False] / loose:.2f} x loose files; first batch {first:.2f} s)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    parser.add_argument(
+        "--loader",
+        nargs="*",
+        type=int,
+        metavar="WORKERS",
+        help="only compare the data paths (paper settings), for these worker counts",
+    )
+    parser.add_argument("--objects", type=int, default=196, help="objects for --loader")
     args = parser.parse_args()
+    if args.loader is not None:
+        loader_comparison(args.objects, args.loader or [0, 2])
+        return
 
     import torch
 

@@ -4,15 +4,18 @@ The pipeline (explicit ``wds.DataPipeline`` stages, run inside DataLoader worker
 
     shard urls (shuffled per epoch) -> split by node -> split by worker -> tar samples
     -> choose one view per object -> shuffle buffer -> decode + resample -> chunks
+    -> (with ``LoaderConfig.augment``) augment each chunk
 
 and the main process re-batches the workers' chunks into full batches of ``batch_size``.
 Entry names and decoders come from the shard schema (``xpt.toolkit.shards.schema``). Only
-``points.npy`` and ``view_NN.{png,jpg,webp}`` members are ever read from a shard, and only
-the chosen view is decoded; nothing is unpickled.
+``points.npy`` and ``view_NN.{png,jpg,webp}`` members are ever read from a shard; from a
+local shard only the points and the chosen view (drawn from the member names before any
+view is read), and only the chosen view is decoded; nothing is unpickled.
 
 Determinism: the shard order depends on (seed, epoch, pass), the shuffle buffer on
 (seed, epoch, pass, node, worker), and the view choice and point resampling of an object
-on (seed, epoch, pass, key) only. For a fixed worker count an epoch is therefore the same
+on (seed, epoch, pass, key) only, as are an object's augmentations (its own generator,
+:func:`augment_seed`). For a fixed worker count an epoch is therefore the same
 sequence of batches every time it is read, which is what lets a resumed run skip the
 batches it already trained on and continue exactly.
 
@@ -57,6 +60,7 @@ from xpt.toolkit.shards.remote import (
     sibling_url,
 )
 from xpt.toolkit.shards.schema import POINTS, VIEW_ENTRY, SchemaError, decode_entry
+from xpt.train.augment import ImageAugmentConfig, augment_pair
 
 STAGE = "pretrain-data"
 
@@ -294,7 +298,13 @@ def _shard_reason(exn: Exception) -> str:
 @dataclass(frozen=True)
 class LoaderConfig:
     """What the pipeline produces: batches of ``batch_size`` objects with ``points``
-    points each and one view resized to ``image_size`` x ``image_size``."""
+    points each and one view resized to ``image_size`` x ``image_size``.
+
+    ``augment``: each chunk is augmented where it is made (in the DataLoader workers, or in
+    the main process without workers) by :func:`augment_batch`, with the paper's point and
+    image augmentations; ``augment_images`` False leaves the images out (no ``views``).
+    ``pin_memory``: chunks arrive in page-locked memory, for non-blocking copies to a GPU.
+    """
 
     batch_size: int
     points: int
@@ -303,6 +313,9 @@ class LoaderConfig:
     shuffle_buffer: int = 1000
     workers: int = 0
     samples_per_epoch: int | None = None
+    augment: bool = False
+    augment_images: bool = True
+    pin_memory: bool = False
 
 
 def usable_cpus() -> int:
@@ -344,9 +357,19 @@ def _shard_urls(urls: Sequence[str], seed: int, epoch: int, rep: int) -> list[di
     return [{"url": url} for url in order]
 
 
-def _shard_samples(sources: Iterable[dict], handler: FailureRecorder) -> Iterator[dict]:
+Pick = Callable[[str, list[str]], set[str]]
+
+
+def _shard_samples(
+    sources: Iterable[dict], handler: FailureRecorder, pick: Pick | None = None
+) -> Iterator[dict]:
     """Shards ``{"url"}`` -> samples ``{"__key__", "__url__", entry: bytes}`` of the wanted
     members (consecutive members with the same key make one sample, as in webdataset).
+
+    ``pick(key, entries)`` names the entries of a sample worth reading. A local shard (a
+    file, so seekable) is read by its member headers first: once a sample's headers are
+    known only the picked members are read, the others skipped by seeking (a sample's 24
+    views cost one read). Streams (``pipe:``, remote URLs) read every wanted member.
 
     A shard that cannot be opened or read to its end (missing, truncated, not a tar, a
     ``pipe:`` command that fails) is one failure named after the shard; the samples read
@@ -354,35 +377,214 @@ def _shard_samples(sources: Iterable[dict], handler: FailureRecorder) -> Iterato
     """
     for source in sources:
         url = source["url"]
-        stream = None
-        sample: dict | None = None
+        read = _seekable_samples if pick is not None and _is_local_file(url) else _streamed_samples
         try:
-            stream = wds.gopen(url)
-            tar = tarfile.open(fileobj=stream, mode="r|*")
-            for member in tar:
-                key, entry = wds.tariterators.base_plus_ext(member.name)
-                if not member.isreg() or key is None or not _wanted(member.name):
-                    continue
-                if sample is not None and sample["__key__"] != key:
-                    yield sample
-                    sample = None
-                if sample is None:
-                    sample = {"__key__": key, "__url__": url}
-                sample[entry.lower()] = tar.extractfile(member).read()  # type: ignore[union-attr]
-                tar.members = []  # a stream keeps no index: memory stays flat on long shards
-            stream.close()  # a pipe: command's exit status is checked here
-        except GeneratorExit:  # the consumer stopped early: a closed pipe is no failure
-            with contextlib.suppress(Exception):
-                stream.close()  # type: ignore[union-attr]
+            yield from read(url, pick)
+        except GeneratorExit:
             raise
         except Exception as exn:
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
             handler(SampleError(Path(url).name, url, _shard_reason(exn)))
+
+
+def _is_local_file(url: str) -> bool:
+    return not is_remote(url) and not url.startswith("pipe:") and Path(url).is_file()
+
+
+def _member_key(name: str, regular: bool) -> tuple[str | None, str]:
+    """(key, entry) of a wanted regular member, (None, "") of any other."""
+    key, entry = wds.tariterators.base_plus_ext(name)
+    if not regular or key is None or not _wanted(name):
+        return None, ""
+    return key, entry.lower()
+
+
+Member = tuple[str, bool, Callable[[], bytes]]  # name, regular file, reads its data
+_BLOCK = 512
+_REGULAR_TYPES = (b"0", b"\0", b"7")
+_PLAIN_TYPES = (*_REGULAR_TYPES, b"1", b"2", b"3", b"4", b"5", b"6")  # header says it all
+
+
+def _plain_header(block: bytes) -> tuple[str, bool, int, bytes] | None:
+    """(name, regular, size, type flag) of a ustar / GNU member header, or of a pax
+    extended header (flag ``x``); None for anything else (a bad checksum, a GNU long name
+    or global pax header, a base-256 size, not a header at all)."""
+    flag = block[156:157]
+    if len(block) != _BLOCK or flag not in _PLAIN_TYPES + (b"x",) or block[124] & 0x80:
+        return None
+    try:
+        checksum = int(block[148:156].strip(b" \0") or b"-1", 8)
+        size = int(block[124:136].strip(b" \0") or b"0", 8)
+    except ValueError:
+        return None
+    if checksum != 256 + sum(block) - sum(block[148:156]):
+        return None
+    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    name = f"{prefix}/{name}" if prefix else name
+    regular = flag in _REGULAR_TYPES and not name.endswith("/")
+    if flag == b"5" or name.endswith("/"):  # a folder, named as tarfile names it
+        name = name.rstrip("/")
+    return name, regular, size, flag
+
+
+def _pax_records(data: bytes) -> dict[str, str] | None:
+    """The ``path`` and ``size`` records of a pax extended header (None if malformed)."""
+    records: dict[str, str] = {}
+    pos = 0
+    try:
+        while pos < len(data) and data[pos] != 0:
+            space = data.index(b" ", pos)
+            length = int(data[pos:space])
+            field_, _, value = data[space + 1 : pos + length - 1].partition(b"=")
+            if field_ in (b"path", b"size"):
+                records[field_.decode()] = value.decode("utf-8", "surrogateescape")
+            pos += length
+        if "size" in records:
+            int(records["size"])
+    except ValueError:
+        return None
+    return records
+
+
+def _local_members(file: Any) -> Iterator[Member]:
+    """The members of an open local tar, from their headers alone (data read on demand).
+
+    Plain ustar headers (as ``xpt shard`` writes) and pax extended headers (``path``,
+    ``size``) are parsed here, at a fraction of ``tarfile``'s cost; from the first header
+    that is anything else (GNU long names, global pax headers, a compressed or foreign
+    file) on, ``tarfile`` reads the rest. Errors follow ``tarfile``: a shard cut off
+    raises ``ReadError("unexpected end of data")``.
+    """
+    end = os.fstat(file.fileno()).st_size
+    offset, resume = 0, 0  # resume: where tarfile takes over (a pax header's offset)
+    pax: dict[str, str] = {}
+    while True:
+        if offset > end and not pax:
+            raise tarfile.ReadError("unexpected end of data")
+        file.seek(offset)
+        block = file.read(_BLOCK)
+        if len(block) < _BLOCK or not any(block):
+            if offset == 0 or pax:  # an empty file, or a pax header's member cut off:
+                offset = resume  # tarfile says what it is
+                break
+            return  # the end-of-archive marker (or the file's end)
+        header = _plain_header(block)
+        if header is None:
+            offset = resume if pax else offset
+            break
+        name, regular, size, flag = header
+        data = offset + _BLOCK
+        if flag == b"x":
+            if pax or data + size > end:
+                break
+            file.seek(data)
+            records = _pax_records(file.read(size))
+            if not records:
+                break
+            pax, resume = records, offset
+            offset = data + -(-size // _BLOCK) * _BLOCK
             continue
-        if sample is not None:
-            yield sample
+        if pax:
+            name, size, pax = pax.get("path", name), int(pax.get("size", size)), {}
+            regular = regular and not name.endswith("/")
+            name = name if regular else name.rstrip("/")
+
+        def read(data: int = data, size: int = size) -> bytes:
+            file.seek(data)
+            out = file.read(size)
+            if len(out) != size:
+                raise tarfile.ReadError("unexpected end of data")
+            return out
+
+        yield name, regular, read
+        offset = data + (-(-size // _BLOCK) * _BLOCK if regular else 0)
+    file.seek(offset)
+    # (not closed here: its members are read after this generator may have ended; the
+    # caller closes the file)
+    tar = tarfile.open(fileobj=file, mode="r:*" if offset == 0 else "r:")
+    while (member := tar.next()) is not None:
+        tar.members = []  # no index kept: memory stays flat on long shards
+
+        def extract(member: tarfile.TarInfo = member) -> bytes:
+            return tar.extractfile(member).read()  # type: ignore[union-attr]
+
+        yield member.name, member.isreg(), extract
+
+
+def _seekable_samples(url: str, pick: Pick) -> Iterator[dict]:
+    """A local shard, member headers first: only the members ``pick`` keeps are read."""
+    with open(url, "rb") as file:
+        key: str | None = None
+        members: dict[str, Callable[[], bytes]] = {}
+
+        def sample() -> dict:
+            chosen = pick(key, sorted(members))  # type: ignore[arg-type]
+            out: dict[str, Any] = {"__key__": key, "__url__": url}
+            for entry in sorted(chosen):
+                out[entry] = members[entry]()
+            return out
+
+        # (A sample is complete when the next one's header has been read: a shard cut off
+        # inside a sample's members raises before that sample is yielded.)
+        for name, regular, read in _local_members(file):
+            member_key, entry = _member_key(name, regular)
+            if member_key is None:
+                continue
+            if key is not None and member_key != key:
+                yield sample()
+                members = {}
+            key = member_key
+            members[entry] = read
+        if members:
+            yield sample()
+
+
+def _streamed_samples(url: str, pick: Pick | None = None) -> Iterator[dict]:
+    """A shard read as a stream, every wanted member in full (``pick`` unused)."""
+    stream = wds.gopen(url)
+    sample: dict | None = None
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|*")
+        for member in tar:
+            key, entry = _member_key(member.name, member.isreg())
+            if key is None:
+                continue
+            if sample is not None and sample["__key__"] != key:
+                yield sample
+                sample = None
+            if sample is None:
+                sample = {"__key__": key, "__url__": url}
+            sample[entry] = tar.extractfile(member).read()  # type: ignore[union-attr]
+            tar.members = []  # a stream keeps no index: memory stays flat on long shards
+    except GeneratorExit:  # the consumer stopped early: a closed pipe is no failure
+        with contextlib.suppress(Exception):
+            stream.close()
+        raise
+    except Exception:
+        with contextlib.suppress(Exception):
+            stream.close()
+        raise
+    stream.close()  # a pipe: command's exit status is checked here
+    if sample is not None:
+        yield sample
+
+
+def _view_for(views: Sequence[str], seed: int, epoch: int, rep: int, key: str) -> str:
+    """The view of ``key`` shown in this epoch and pass: one of the sorted ``views``."""
+    rng = np.random.default_rng(derive_seed(seed, "view", epoch, rep, key))
+    return sorted(views)[int(rng.integers(len(views)))]
+
+
+def _view_picker(seed: int, epoch: int, rep: int) -> Pick:
+    """``pick`` for :func:`_shard_samples`: the points and the view :func:`_choose_view`
+    will choose (decided from the member names, before any view is read)."""
+
+    def pick(key: str, entries: list[str]) -> set[str]:
+        views = [name for name in entries if VIEW_ENTRY.match(name)]
+        chosen = {_view_for(views, seed, epoch, rep, key)} if views else set()
+        return chosen | ({POINTS} & set(entries))
+
+    return pick
 
 
 def _choose_view(
@@ -397,8 +599,8 @@ def _choose_view(
                 raise SampleError(key, url, f"no {POINTS} entry")
             if not views:
                 raise SampleError(key, url, "no view_NN image entry")
-            rng = np.random.default_rng(derive_seed(seed, "view", epoch, rep, key))
-            view = views[int(rng.integers(len(views)))]
+            # (one view left: the reader's pick, which is the same draw)
+            view = views[0] if len(views) == 1 else _view_for(views, seed, epoch, rep, key)
             yield {"__key__": key, "__url__": url, POINTS: sample[POINTS], view: sample[view]}
         except Exception as exn:
             handler(exn)
@@ -477,7 +679,7 @@ class EpochStream(IterableDataset):
             _shard_urls(self.urls, c.seed, self.epoch, rep),
             wds.split_by_node,
             wds.split_by_worker,
-            lambda src: _shard_samples(src, handler),
+            lambda src: _shard_samples(src, handler, _view_picker(c.seed, self.epoch, rep)),
             lambda src: _choose_view(src, c.seed, self.epoch, rep, handler),
         ]
         if c.shuffle_buffer > 1:
@@ -487,7 +689,11 @@ class EpochStream(IterableDataset):
         stages += [
             lambda src: _decode(src, c, self.epoch, rep, handler, fewest),
             wds.batched(c.batch_size, collation_fn=collate, partial=True),
+            lambda src: _seeded(src, c.seed, self.epoch, rep),
         ]
+        if c.augment:
+            image_config = ImageAugmentConfig(size=c.image_size) if c.augment_images else None
+            stages.append(lambda src: (augment_batch(b, image_config) for b in src))
         return wds.DataPipeline(stages)
 
     def __iter__(self) -> Iterator[dict]:
@@ -502,21 +708,63 @@ class EpochStream(IterableDataset):
 
 @dataclass
 class Batch:
-    """``points`` float32 (B, N, 3), ``images`` uint8 (B, H, W, 3), ``keys`` (B,)."""
+    """``points`` float32 (B, N, 3), ``images`` uint8 (B, H, W, 3), ``keys`` (B,).
+
+    ``seeds`` (B,): each object's augmentation seed for this epoch and pass (see
+    :func:`augment_seed`); ``pair`` float32 (B, 2, N, 3) and ``views`` float32
+    (B, 3, S, S): the augmented inputs, when the loader augments (else None).
+    """
 
     points: torch.Tensor
     images: torch.Tensor
     keys: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    pair: torch.Tensor | None = None
+    views: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def to(self, device: torch.device | str) -> Batch:
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
         return Batch(
-            self.points.to(device, non_blocking=True),
-            self.images.to(device, non_blocking=True),
+            fn(self.points),
+            fn(self.images),
             self.keys,
+            self.seeds,
+            None if self.pair is None else fn(self.pair),
+            None if self.views is None else fn(self.views),
         )
+
+    def to(self, device: torch.device | str) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=True))
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (DataLoader's ``pin_memory`` calls this on each chunk)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def generators(self) -> list[torch.Generator]:
+        """One CPU generator per object, seeded with its ``seeds`` entry."""
+        return [torch.Generator().manual_seed(seed) for seed in self.seeds]
+
+
+def augment_seed(seed: int, epoch: int, rep: int, key: str) -> int:
+    """The seed of an object's augmentations in one epoch and pass: they depend on the
+    object, not on its batch, worker or rank, so a resumed run draws the same ones."""
+    return derive_seed(seed, "augment", epoch, rep, key)
+
+
+def _seeded(batches: Iterable[Batch], seed: int, epoch: int, rep: int) -> Iterator[Batch]:
+    for batch in batches:
+        batch.seeds = [augment_seed(seed, epoch, rep, key) for key in batch.keys]
+        yield batch
+
+
+def augment_batch(batch: Batch, image_config: ImageAugmentConfig | None) -> Batch:
+    """``batch`` with ``pair`` and (with an ``image_config``) ``views`` filled in by
+    :func:`~xpt.train.augment.augment_pair`, each object drawing from its own seed."""
+    images = batch.images if image_config is not None else None
+    pair, views = augment_pair(batch.points, images, batch.generators(), None, image_config)
+    return Batch(batch.points, batch.images, batch.keys, batch.seeds, pair, views)
 
 
 def collate(samples: Sequence[dict]) -> Batch:
@@ -605,6 +853,7 @@ class ShardLoader:
                 num_workers=self.workers,
                 generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
                 prefetch_factor=2 if self.workers else None,
+                pin_memory=c.pin_memory,
                 worker_init_fn=ignore_interrupts,  # the main process decides when to stop
             )
             samples = 0
@@ -651,10 +900,54 @@ def _take(chunks: list[Batch], n: int) -> tuple[Batch, list[Batch]]:
     """The first ``n`` objects of ``chunks`` as one batch, and the rest."""
     if len(chunks[0]) == n:
         return chunks[0], chunks[1:]
+
+    def cat(name: str) -> torch.Tensor | None:
+        parts = [getattr(c, name) for c in chunks]
+        return None if any(p is None for p in parts) else torch.cat(parts)
+
     whole = Batch(
-        torch.cat([c.points for c in chunks]),
-        torch.cat([c.images for c in chunks]),
+        cat("points"),  # type: ignore[arg-type]
+        cat("images"),  # type: ignore[arg-type]
         [key for c in chunks for key in c.keys],
+        [seed for c in chunks for seed in c.seeds],
+        cat("pair"),
+        cat("views"),
     )
-    rest = Batch(whole.points[n:], whole.images[n:], whole.keys[n:])
-    return Batch(whole.points[:n], whole.images[:n], whole.keys[:n]), [rest] if len(rest) else []
+
+    def part(s: slice) -> Batch:
+        return Batch(
+            whole.points[s],
+            whole.images[s],
+            whole.keys[s],
+            whole.seeds[s],
+            None if whole.pair is None else whole.pair[s],
+            None if whole.views is None else whole.views[s],
+        )
+
+    rest = part(slice(n, None))
+    return part(slice(0, n)), [rest] if len(rest) else []
+
+
+def time_loader(
+    shards: str | Path | Sequence[str | Path], config: LoaderConfig, epoch: int = 0
+) -> dict[str, float]:
+    """Time one epoch of :class:`ShardLoader` as the training loop receives it (with
+    ``config.augment``: augmented inputs included). Returns ``samples``, ``seconds``,
+    ``samples_per_s`` and ``first_batch_s`` (start-up, shuffle-buffer fill and first chunk).
+    The speed harness's entry point for the data path."""
+    import time
+
+    loader = ShardLoader(resolve_shards(shards), config, on_error=None, on_note=None)
+    start = time.perf_counter()
+    first, samples = None, 0
+    for batch in loader.epoch(epoch):
+        if first is None:
+            first = time.perf_counter() - start
+        samples += len(batch)
+    seconds = time.perf_counter() - start
+    return {
+        "samples": samples,
+        "seconds": seconds,
+        "samples_per_s": samples / seconds if seconds else 0.0,
+        "first_batch_s": first or 0.0,
+    }

@@ -214,3 +214,65 @@ def test_image_pipeline_is_deterministic() -> None:
 def test_image_config_is_validated(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         ImageAugmentConfig(**kwargs)
+
+
+def _reference_color_jitter(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+) -> torch.Tensor:
+    """The previous implementation: every operation on the whole batch at each step, the
+    chosen one kept per image (same draws, same formulas)."""
+    weights = torch.tensor((0.2989, 0.587, 0.114)).view(1, 3, 1, 1)
+
+    def grey(x: torch.Tensor) -> torch.Tensor:
+        return (x * weights).sum(dim=1, keepdim=True)
+
+    def blend(x: torch.Tensor, other: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        return (f * x + (1 - f) * other).clamp(0, 1)
+
+    b = images.shape[0]
+    f_b, f_c, f_s = (
+        max(0.0, 1 - v) + (1 + v - max(0.0, 1 - v)) * torch.rand((b, 1, 1, 1), generator=generator)
+        for v in (brightness, contrast, saturation)
+    )
+    order = torch.rand((b, 3), generator=generator).argsort(dim=1)
+    for step in range(3):
+        op = order[:, step].view(b, 1, 1, 1)
+        candidates = (
+            blend(images, torch.zeros_like(images), f_b),
+            blend(images, grey(images).mean(dim=(2, 3), keepdim=True), f_c),
+            blend(images, grey(images), f_s),
+        )
+        images = torch.where(op == 0, candidates[0], torch.where(op == 1, *candidates[1:]))
+    return images
+
+
+@pytest.mark.parametrize("batch", [1, 3, 32])
+def test_color_jitter_equals_the_all_operations_reference(batch: int) -> None:
+    images = torch.rand((batch, 3, 12, 10), generator=gen(3))
+    for seed in range(4):
+        expected = _reference_color_jitter(images, gen(seed), 0.4, 0.4, 0.4)
+        out = color_jitter(images, gen(seed), 0.4, 0.4, 0.4)
+        torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    before = images.clone()
+    color_jitter(images, gen(0), 0.4, 0.4, 0.4)
+    assert torch.equal(images, before)  # the input is left as it was
+
+
+def test_image_pipeline_equals_the_previous_implementation() -> None:
+    images = torch.randint(0, 256, (6, 20, 20, 3), generator=gen(2), dtype=torch.uint8)
+    config = ImageAugmentConfig(size=8)
+    g = gen(9)
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    x = torch.nn.functional.interpolate(
+        x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True
+    ).clamp(0, 1)
+    x = _reference_color_jitter(x, g, 0.4, 0.4, 0.4)
+    flip = torch.rand((6, 1, 1, 1), generator=g) < 0.5
+    x = torch.where(flip, x.flip(-1), x)
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    expected = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    torch.testing.assert_close(augment_images(images, gen(9), config), expected)

@@ -318,3 +318,126 @@ def test_corrupt_shards_and_samples_are_skipped_and_counted(make_shards, tmp_pat
     assert {"train-000002.tar", "train-000003.tar", "train-000004.tar"} <= set(by_id)
     assert "FileNotFoundError" in by_id["train-000004.tar"].reason
     assert not marker.exists()
+
+
+def test_local_shards_read_only_the_chosen_view(tiny_shards: Path, monkeypatch) -> None:
+    """A local shard is read by headers first and only the chosen view is read; the views
+    (and batches) are those of the stream reader, which reads every member."""
+    streamed = ShardLoader(
+        resolve_shards(f"pipe:cat {tiny_shards}/train-00000{{0,1}}.tar"),
+        LoaderConfig(batch_size=4, points=48, image_size=24, shuffle_buffer=8),
+        on_error=None,
+    )
+    read: list[str] = []
+    extract = tarfile.TarFile.extractfile
+
+    def counting(self, member):
+        read.append(member.name if isinstance(member, tarfile.TarInfo) else member)
+        return extract(self, member)
+
+    for epoch in range(3):
+        read.clear()
+        monkeypatch.setattr(tarfile.TarFile, "extractfile", counting)
+        local = list(_loader(tiny_shards).epoch(epoch))
+        monkeypatch.setattr(tarfile.TarFile, "extractfile", extract)
+        keys = [k for batch in local for k in batch.keys]
+        assert sorted(read) == sorted(
+            name for key in keys for name in read if name.startswith(f"{key}.")
+        )
+        assert len(read) == 2 * len(keys)  # the points and one view per object
+        assert sum(name.endswith("points.npy") for name in read) == len(keys)
+        for a, b in zip(local, streamed.epoch(epoch), strict=True):
+            assert a.keys == b.keys
+            assert torch.equal(a.points, b.points) and torch.equal(a.images, b.images)
+
+
+def test_augmentation_in_workers_equals_the_main_process(tiny_shards: Path) -> None:
+    """Each object draws from its own seed: augmented in 2 workers, in the main process, or
+    afterwards from the raw batch (as on a GPU), the inputs are the same."""
+    from xpt.train.augment import ImageAugmentConfig, augment_pair
+
+    raw = {
+        k: (b, i) for b in _loader(tiny_shards, workers=2).epoch(1) for i, k in enumerate(b.keys)
+    }
+    for workers in (0, 2):
+        batches = list(_loader(tiny_shards, workers=workers, augment=True).epoch(1))
+        assert len(batches) == 3
+        for batch in batches:
+            assert batch.pair.shape == (4, 2, 48, 3) and batch.views.shape == (4, 3, 24, 24)
+            for i, key in enumerate(batch.keys):
+                plain, j = raw[key]
+                assert plain.seeds[j] == batch.seeds[i]
+                assert torch.equal(plain.images[j], batch.images[i])
+                pair, views = augment_pair(
+                    plain.points[j : j + 1],
+                    plain.images[j : j + 1],
+                    [torch.Generator().manual_seed(plain.seeds[j])],
+                    None,
+                    ImageAugmentConfig(size=24),
+                )
+                torch.testing.assert_close(pair[0], batch.pair[i])
+                torch.testing.assert_close(views[0], batch.views[i])
+    assert not torch.equal(batches[0].pair[:, 0], batches[0].pair[:, 1])
+    points_only = next(iter(_loader(tiny_shards, augment=True, augment_images=False).epoch(0)))
+    assert points_only.views is None and points_only.pair is not None
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [
+        (tarfile.USTAR_FORMAT, "w"),
+        (tarfile.GNU_FORMAT, "w"),
+        (tarfile.PAX_FORMAT, "w"),
+        (tarfile.PAX_FORMAT, "w:gz"),
+    ],
+)
+def test_local_member_headers_match_tarfile(tmp_path: Path, fmt: int, mode: str) -> None:
+    """The header-only reader lists the members and data tarfile does: plain, pax (long
+    names), GNU long names (handed to tarfile from there on) and compressed shards."""
+    from xpt.train.data import _local_members
+
+    path = tmp_path / "shard.tar"
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, mode, format=fmt) as tar:
+        names = ["a.points.npy", "a.view_00.png", "b/", "b.points.npy"]
+        if fmt != tarfile.USTAR_FORMAT:
+            names += [f"{'x' * 120}.view_01.png", "é.points.npy"]
+        names += ["c.view_00.png"]
+        for name in names:
+            info = tarfile.TarInfo(name)
+            data = b"" if name.endswith("/") else rng.bytes(int(rng.integers(0, 1500)))
+            info.type = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tar:
+        expected = [
+            (m.name, m.isreg(), tar.extractfile(m).read() if m.isreg() else b"") for m in tar
+        ]
+    with open(path, "rb") as file:
+        members = [(n, r, read() if r else b"") for n, r, read in _local_members(file)]
+    assert members == expected
+
+    if mode != "w":
+        return
+    whole = path.read_bytes()
+    for cut in range(100, len(whole), 397):  # cut anywhere: the same members, then error or not
+        path.write_bytes(whole[:cut])
+        assert _outcome(lambda: _local_members(open(path, "rb"))) == _outcome(
+            lambda: _tarfile_members(path)
+        )
+
+
+def _tarfile_members(path: Path):
+    tar = tarfile.open(path)
+    for m in tar:
+        yield m.name, m.isreg(), lambda m=m: tar.extractfile(m).read()
+
+
+def _outcome(members) -> list:
+    out = []
+    try:
+        for name, regular, read in members():
+            out.append((name, regular, read() if regular else b""))
+    except tarfile.ReadError:  # (the messages may differ: "empty header" after a pax one)
+        out.append("ReadError")
+    return out
