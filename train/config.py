@@ -20,6 +20,7 @@ from xpt.toolkit.fsio import atomic_write_json
 CONFIG_FILE = "config.json"
 
 BACKBONES = ("dgcnn", "pointnet")
+EDGECONVS = ("fast", "plain")  # xpt.train.models.edgeconv.EDGECONV_IMPLS
 IMAGE_ENCODERS = ("resnet50", "resnet18")
 LOSSES = ("both", "imid", "cmid")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -40,14 +41,21 @@ class PretrainConfig:
     of e, so the first epoch at ``lr``; "step" anneals per optimiser step; "release" replays
     ``train_crosspoint.py``, which steps the scheduler before every epoch, so epoch e trains
     at the value of e + 1 and the last epoch (all of a 1-epoch run) at lr 0.
-    ``amp``: "auto" is bf16 where the GPU supports it, else fp16 with a GradScaler; AMP
-    is CUDA-only (off on CPU). ``samples_per_epoch`` overrides the manifest's count.
+    ``amp``: "off" (the default) trains in float32, as the paper; "auto" is bf16 where the
+    GPU supports it, else fp16 with a GradScaler (the speed option); AMP is CUDA-only.
+    ``samples_per_epoch`` overrides the manifest's count. ``edgeconv``: DGCNN's EdgeConv
+    formulation, "fast" (default) or "plain" (the reference's); the same function and
+    parameters, equal to float32 rounding.
     ``probe`` names an evaluation dataset (``xpt benchmark --dataset``) for the per-epoch
     linear probe (``xpt.benchmarks.probe``) every ``probe_every`` epochs; ``probe_split``
     "val" holds out part of its train split, "test" replays the release's selection on test.
     ``global_negatives`` and ``sync_bn`` matter only with several processes (torchrun):
     NT-Xent over the embeddings of every rank's batch (else each rank's own batch, as on
     one GPU), and BatchNorm statistics over every rank's batch (CUDA only).
+    ``channels_last`` stores the image encoder's weights and inputs NHWC (faster
+    convolutions on tensor-core GPUs; same state dict). ``compile`` wraps both encoders in
+    ``torch.compile`` (needs a C++ compiler on CPU, Triton on CUDA; checkpoints keep the
+    plain module names).
     """
 
     backbone: str = "dgcnn"
@@ -59,12 +67,13 @@ class PretrainConfig:
     lr_schedule: str = "epoch"
     points: int = 2048
     k: int = 15
+    edgeconv: str = "fast"
     emb_dims: int = 1024
     proj_dim: int = 256
     image_size: int = 224
     loss: str = "both"
     temperature: float = 0.1
-    amp: str = "auto"
+    amp: str = "off"
     device: str = "auto"
     workers: int = 4
     seed: int = 0
@@ -84,10 +93,13 @@ class PretrainConfig:
     global_negatives: bool = False
     sync_bn: bool = False
     tensorboard: bool = False
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         choices = {
             "backbone": BACKBONES,
+            "edgeconv": EDGECONVS,
             "image_encoder": IMAGE_ENCODERS,
             "loss": LOSSES,
             "amp": AMP_MODES,

@@ -50,7 +50,7 @@ from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failur
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text, make_folder
 from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
 from xpt.toolkit.seeding import derive_seed
-from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_images, augment_points
+from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_pair
 from xpt.train.checkpoint import (
     BEST,
     LAST,
@@ -93,6 +93,7 @@ POINT_AUGMENT = PointAugmentConfig()
 # on resume is allowed, but the run is then no exact continuation of the original.
 RESUME_EXACT_FIELDS = (
     "epochs",
+    "edgeconv",
     "batch_size",
     "lr",
     "weight_decay",
@@ -135,12 +136,40 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
+def compile_problem(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot work on ``device`` here (None: it can): its CPU
+    back-end builds C++ with the system compiler, its CUDA back-end needs Triton."""
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile (needs torch >= 2.0)"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "torch.compile on CUDA needs Triton (pip install triton)"
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(shutil.which(c) for c in compilers if c):
+        return "torch.compile on CPU needs a C++ compiler (apt-get install g++, or set CXX)"
+    return None
+
+
+def compile_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """``torch.compile(model)`` after :func:`compile_problem` found nothing missing; the
+    bare ``model`` keeps the state-dict names (no ``_orig_mod.`` prefix in checkpoints)."""
+    problem = compile_problem(device)
+    if problem:
+        raise TrainingError(f"--compile: {problem}; run without --compile")
+    return torch.compile(model)
+
+
 def build_models(config: PretrainConfig) -> tuple[nn.Module, nn.Module]:
     """Point and image encoders, initialised from ``config.seed`` (global RNG restored)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         point = build_point_encoder(
-            config.backbone, k=config.k, emb_dims=config.emb_dims, proj_dim=config.proj_dim
+            config.backbone,
+            k=config.k,
+            emb_dims=config.emb_dims,
+            proj_dim=config.proj_dim,
+            edgeconv=config.edgeconv,
         )
         image = build_image_encoder(config.image_encoder, proj_dim=config.proj_dim)
     return point, image
@@ -194,21 +223,27 @@ def compute_loss(
 ) -> dict[str, Tensor]:
     """The CrossPoint loss of one batch: {"loss", "imid", "cmid"} float32 scalars.
 
-    Draws, in this order, two point augmentations and (unless ``loss`` is "imid", which
-    leaves the image encoder out) one image augmentation from ``generator``. ``gather``:
-    see :func:`embedding_loss`.
+    Uses the batch's augmented inputs when the loader made them (``batch.pair``); else
+    draws, in this order, two point augmentations and (unless ``loss`` is "imid", which
+    leaves the image encoder out) one image augmentation, on the model's device, from each
+    object's own generator (``batch.seeds``, the loader's draws) or, for a batch without
+    seeds, from ``generator``. ``gather``: see :func:`embedding_loss`.
     """
     device = next(point_model.parameters()).device
     batch = batch.to(device)
-    pair = torch.cat(
-        [
-            augment_points(batch.points, generator, POINT_AUGMENT),
-            augment_points(batch.points, generator, POINT_AUGMENT),
-        ]
-    )
-    images = None
-    if config.loss != "imid":
-        images = augment_images(batch.images, generator, ImageAugmentConfig(size=config.image_size))
+    with_images = config.loss != "imid"
+    if batch.pair is None:
+        image_config = ImageAugmentConfig(size=config.image_size) if with_images else None
+        two, images = augment_pair(
+            batch.points,
+            batch.images if with_images else None,
+            batch.generators() if batch.seeds else generator,
+            POINT_AUGMENT,
+            image_config,
+        )
+    else:
+        two, images = batch.pair, batch.views if with_images else None
+    pair = torch.cat([two[:, 0], two[:, 1]])
     return embedding_loss(point_model, image_model, pair, images, config, amp_dtype, gather)
 
 
@@ -233,6 +268,8 @@ def embedding_loss(
     b = pair.shape[0] // 2
     with _autocast(device, amp_dtype):
         z_points = point_model(pair)[1].float()
+        if images is not None and config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         z_image = image_model(images)[1].float() if images is not None else None
     z_a, z_b = z_points[:b], z_points[b:]
     if gather is not None:
@@ -508,6 +545,8 @@ def _pretrain(
     env.barrier()  # every rank has looked at run_dir before rank 0 writes to it
     main = env.is_main
     amp_dtype = resolve_amp(config.amp, device)
+    if config.compile and (problem := compile_problem(device)):
+        raise TrainingError(f"--compile: {problem}; run without --compile")
     if device.type != "cuda" and config.amp in ("bf16", "fp16"):
         err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
     shard_set = shards if isinstance(shards, ShardSet) else resolve_shards(shards)  # type: ignore[arg-type]
@@ -538,6 +577,9 @@ def _pretrain(
             shuffle_buffer=config.shuffle_buffer,
             workers=config.workers,
             samples_per_epoch=config.samples_per_epoch,
+            augment=device.type == "cpu",  # in the workers; on a GPU, there (same draws)
+            augment_images=config.loss != "imid",
+            pin_memory=device.type == "cuda",
         ),
         on_error=sink,
         on_note=sink.note,
@@ -554,6 +596,8 @@ def _pretrain(
         point_model, image_model = convert_sync_bn(point_model), convert_sync_bn(image_model)
     point_model.to(device)
     image_model.to(device)
+    if config.channels_last:  # NHWC weights (same state dict); inputs follow in embedding_loss
+        image_model.to(memory_format=torch.channels_last)
     models = {"point": point_model, "image": image_model}  # bare: clean state-dict names
     parameters = [p for model in models.values() for p in model.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -649,6 +693,8 @@ def _pretrain(
     # "imid") stays unwrapped: DDP would wait for its gradients forever.
     point_net = wrap(point_model, env, device)
     image_net = wrap(image_model, env, device) if config.loss != "imid" else image_model
+    if config.compile:
+        point_net, image_net = compile_model(point_net, device), compile_model(image_net, device)
     last_saved = step if resume else None
     epoch_stats = _EpochStats()
     run_samples, run_seconds = 0, 0.0

@@ -184,6 +184,7 @@ def test_an_epoch_of_unknown_length_ends_at_the_same_step_on_every_rank(ddp_chec
     assert all(s["epochs_completed"] == 1 and s["processes"] == 2 for s in summaries)
     assert sorted(p.name for p in (out / "run").iterdir()) == [
         "config.json",
+        "curves.png",
         "last.pt",
         "metrics.jsonl",
     ]
@@ -226,6 +227,7 @@ def test_torchrun_cli_rank0_writes_and_the_checkpoint_loads_in_one_process(
     assert [row["step"] for row in _metrics(run)] == list(range(1, 9))
     assert sorted(p.name for p in run.iterdir()) == [
         "config.json",
+        "curves.png",
         "epoch_001.pt",
         "epoch_002.pt",
         "last.pt",

@@ -26,6 +26,11 @@ class Loss(str, Enum):
     cmid = "cmid"
 
 
+class EdgeConvImpl(str, Enum):
+    fast = "fast"
+    plain = "plain"
+
+
 class Amp(str, Enum):
     auto = "auto"
     bf16 = "bf16"
@@ -101,6 +106,13 @@ def pretrain(
     ] = None,
     points: Annotated[int | None, typer.Option(help="Points per cloud. (default: 2048)")] = None,
     k: Annotated[int | None, typer.Option("--k", help="DGCNN neighbours. (default: 15)")] = None,
+    edgeconv: Annotated[
+        EdgeConvImpl | None,
+        typer.Option(
+            help="DGCNN EdgeConv formulation: fast (less memory and time) or plain (the "
+            "reference's); the same function and weights. (default: fast)"
+        ),
+    ] = None,
     emb_dims: Annotated[
         int | None, typer.Option(help="Point embedding size. (default: 1024)")
     ] = None,
@@ -109,7 +121,11 @@ def pretrain(
     ] = None,
     loss: Annotated[Loss | None, typer.Option(help="Loss terms. (default: both)")] = None,
     amp: Annotated[
-        Amp | None, typer.Option(help="Mixed precision (CUDA only). (default: auto)")
+        Amp | None,
+        typer.Option(
+            help="Mixed precision (CUDA only): off trains in float32 as the paper; auto is "
+            "bf16 where the GPU supports it, else fp16 (faster). (default: off)"
+        ),
     ] = None,
     workers: Annotated[
         int | None,
@@ -194,6 +210,22 @@ def pretrain(
             "package). OUT/curves.png is drawn at every epoch end either way.",
         ),
     ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help="Image encoder weights and inputs in NHWC memory layout (faster convolutions "
+            "on recent GPUs, same checkpoints). Off by default.",
+        ),
+    ] = None,
+    compile_models: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile both encoders (slower start, faster steps; needs a C++ "
+            "compiler on CPU, Triton on CUDA). Off by default.",
+        ),
+    ] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
@@ -236,6 +268,7 @@ def pretrain(
         "lr_schedule": lr_schedule,
         "points": points,
         "k": k,
+        "edgeconv": edgeconv,
         "emb_dims": emb_dims,
         "image_size": image_size,
         "loss": loss,
@@ -256,6 +289,8 @@ def pretrain(
         "global_negatives": global_negatives,
         "sync_bn": sync_bn,
         "tensorboard": tensorboard,
+        "channels_last": channels_last,
+        "compile": compile_models,
     }
     overrides = {k: v.value if isinstance(v, Enum) else v for k, v in overrides.items()}
     main, who = True, ""
