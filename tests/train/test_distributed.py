@@ -29,6 +29,7 @@ import torch
 
 from xpt.train.checkpoint import load_checkpoint
 from xpt.train.config import PretrainConfig
+from xpt.train.curves import read_metrics
 from xpt.train.data import LoaderConfig, ShardLoader, resolve_shards
 from xpt.train.loop import build_models, embedding_loss, pretrain
 from xpt.train.losses import crosspoint_loss
@@ -191,14 +192,8 @@ def test_an_epoch_of_unknown_length_ends_at_the_same_step_on_every_rank(ddp_chec
 
 
 def _metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            pass  # a line being written
-    return rows
+    """The lines of metrics.jsonl so far (none before it exists; a line being written skipped)."""
+    return read_metrics(run) if (run / "metrics.jsonl").exists() else []
 
 
 def _settings_file(path: Path, settings: dict, **more) -> Path:

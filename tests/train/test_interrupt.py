@@ -21,6 +21,7 @@ from xpt.toolkit.fsio import TMP_PREFIX
 from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
 from xpt.train.checkpoint import load_checkpoint
 from xpt.train.config import PretrainConfig
+from xpt.train.curves import read_metrics
 from xpt.train.loop import pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,14 +37,8 @@ def _config(settings: dict, **more) -> PretrainConfig:
 
 
 def _steps(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            pass  # a line being written
-    return rows
+    """The lines of metrics.jsonl so far (none before it exists; a line being written skipped)."""
+    return read_metrics(run) if (run / "metrics.jsonl").exists() else []
 
 
 def _start_and_signal(shards: Path, run: Path, config: PretrainConfig, signum: int):
