@@ -415,19 +415,40 @@ def stage_loader(config: SpeedConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ render
 
 
+def naive_render_view(scene: Any, view: Any, render_config: Any) -> None:
+    """One view the way a first pyrender script renders it: a new scene, a new offscreen
+    renderer, ``Mesh.from_trimesh`` per part, colour and depth read back (the baseline of
+    this harness and of ``perf/bench_render.py``)."""
+    import pyrender  # after ObjectRenderer, which has chosen the GL platform
+
+    from xpt.render.cameras import intrinsics
+    from xpt.toolkit.meshes.geometry import normalization
+
+    K = intrinsics(render_config.size, render_config.focal_ndc)
+    to_frame = normalization(scene).matrix()
+    pscene = pyrender.Scene(bg_color=[1.0] * 4, ambient_light=[0.3] * 3)
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        pscene.add(pyrender.Mesh.from_trimesh(scene.geometry[name]), pose=to_frame @ transform)
+    camera = pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+    camera_node = pscene.add(camera, pose=view.cam_to_world())
+    pscene.add(pyrender.DirectionalLight(intensity=3.0), parent_node=camera_node)
+    offscreen = pyrender.OffscreenRenderer(render_config.size, render_config.size)
+    offscreen.render(pscene)
+    offscreen.delete()
+
+
 def stage_render(config: SpeedConfig) -> dict[str, Any]:
-    from xpt.render.cameras import intrinsics, rig_views
+    from xpt.render.cameras import rig_views
     from xpt.render.config import RenderConfig
     from xpt.render.gl import RenderError
     from xpt.render.renderer import ObjectRenderer
-    from xpt.toolkit.meshes.geometry import normalization
     from xpt.toolkit.meshes.load import load_object
     from xpt.toolkit.meshes.sources import open_source
 
     objects = open_source("procedural", categories=["chair", "table"], per_category=1)
     scenes = [load_object(obj).scene for obj in objects[: config.render_objects]]
     render_config = RenderConfig(size=config.render_size)
-    K = intrinsics(render_config.size, render_config.focal_ndc)
     counts = {}
 
     def ours():  # the render command's path: one context, every view of every object
@@ -437,24 +458,11 @@ def stage_render(config: SpeedConfig) -> dict[str, Any]:
             )
 
     def baseline():  # stock pyrender: a new renderer and scene for every view
-        import pyrender  # after ours: ObjectRenderer has chosen the GL platform
-
         counts["baseline"] = 0
         for index, scene in enumerate(scenes):
-            to_frame = normalization(scene).matrix()
             views = rig_views(render_config, f"naive-{index}")[: config.render_baseline_views]
             for view in views:
-                pscene = pyrender.Scene(bg_color=[1.0] * 4, ambient_light=[0.3] * 3)
-                for node in scene.graph.nodes_geometry:
-                    transform, name = scene.graph[node]
-                    mesh = pyrender.Mesh.from_trimesh(scene.geometry[name])
-                    pscene.add(mesh, pose=to_frame @ transform)
-                camera = pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2])
-                camera_node = pscene.add(camera, pose=view.cam_to_world())
-                pscene.add(pyrender.DirectionalLight(intensity=3.0), parent_node=camera_node)
-                offscreen = pyrender.OffscreenRenderer(render_config.size, render_config.size)
-                offscreen.render(pscene)
-                offscreen.delete()
+                naive_render_view(scene, view, render_config)
                 counts["baseline"] += 1
 
     try:

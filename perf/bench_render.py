@@ -49,30 +49,17 @@ HEAVY_FACES = 100_000
 
 def naive_views_per_second(scenes: list[trimesh.Scene], config: RenderConfig, views: int) -> float:
     """Stock pyrender, a new renderer and scene per view (colour + depth read back)."""
-    import pyrender
+    from xpt.benchmarks.speed import naive_render_view
+    from xpt.render.cameras import rig_views
 
-    from xpt.render.cameras import intrinsics, rig_views
-    from xpt.toolkit.meshes.geometry import normalization
-
-    K = intrinsics(config.size, config.focal_ndc)
     count, start = 0, time.perf_counter()
     while count < views:
         for index, scene in enumerate(scenes):
             if count >= views:
                 break
-            view = rig_views(config, f"naive-{index}")[count % config.num_views]
-            to_frame = normalization(scene).matrix()
-            pscene = pyrender.Scene(bg_color=[1.0, 1.0, 1.0, 1.0], ambient_light=[0.3] * 3)
-            for node in scene.graph.nodes_geometry:
-                transform, name = scene.graph[node]
-                mesh = pyrender.Mesh.from_trimesh(scene.geometry[name])
-                pscene.add(mesh, pose=to_frame @ transform)
-            camera = pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2])
-            camera_node = pscene.add(camera, pose=view.cam_to_world())
-            pscene.add(pyrender.DirectionalLight(intensity=3.0), parent_node=camera_node)
-            renderer = pyrender.OffscreenRenderer(config.size, config.size)
-            renderer.render(pscene)
-            renderer.delete()
+            naive_render_view(
+                scene, rig_views(config, f"naive-{index}")[count % config.num_views], config
+            )
             count += 1
     return count / (time.perf_counter() - start)
 
