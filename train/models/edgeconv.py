@@ -12,12 +12,13 @@ Two formulations of the same function with the same parameters (``conv.weight`` 
   ``c = (W_b - W_a) x`` (B, N, out), and only the projections are gathered. BatchNorm is a
   per-channel affine map ``s e + t`` (batch or running statistics) and LeakyReLU is
   monotone, so the max over neighbours is taken on ``e`` (the min where ``s < 0``) and BN
-  and the activation are applied to (B, N, out) only. In training a custom autograd
-  function keeps only y, c, the neighbour indices, the extreme ``e`` and the batch
-  statistics for backward and recomputes the (B, N, k, out) edge values there, one layer
-  at a time. The gradient of tied maxima is split evenly among the tied neighbours, as
-  ``torch.amax`` does in the plain formulation (ties are decided on the activated values,
-  so gamma = 0 ties all k).
+  and the activation are applied to (B, N, out) only. No (B, N, k, out) tensor is formed:
+  the extreme, the BN batch statistics (two-pass) and, in training, a custom autograd
+  function's backward work one neighbour slot at a time on (B*N, out) tensors (gathers
+  and ``index_add_``); it keeps y, c, the neighbour indices, the extreme, the batch
+  statistics and a per-(point, channel) tie count. The gradient of tied maxima is split
+  evenly among the tied neighbours, as ``torch.amax`` does in the plain formulation (ties
+  are decided on the activated values, so gamma = 0 ties all k).
 
 The two agree to float32 rounding (features ~1e-6, gradients ~1e-6 relative); where two
 neighbours' edge values are within rounding of each other the arg-max may differ.
@@ -113,12 +114,6 @@ def _project(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     return proj[:, :out_ch], proj[:, out_ch:]
 
 
-def _gather_edges(y: Tensor, c: Tensor, flat_idx: Tensor, k: int) -> Tensor:
-    """Edge values e (B*N, k, out) = y[neighbour] + c[centre] (the conv output, point-major)."""
-    e = y[flat_idx].view(c.shape[0], k, c.shape[1])
-    return e.add_(c.unsqueeze(1))
-
-
 def _extreme(values: Tensor, take_max: Tensor) -> Tensor:
     """Max over dim 1 of ``values`` (R, k, out) for the channels where ``take_max``, min for
     the others; (R, out)."""
@@ -140,6 +135,31 @@ def _extreme_by_slot(y: Tensor, idx_t: Tensor, take_max: Tensor) -> Tensor:
         if lo is not None:
             torch.minimum(lo, buf, out=lo)
     return hi if lo is None else torch.where(take_max, hi, lo)
+
+
+def _tie_dtype(k: int) -> torch.dtype:
+    """Smallest integer dtype that counts up to k tied neighbours."""
+    return torch.uint8 if k <= torch.iinfo(torch.uint8).max else torch.int32
+
+
+def _slot_statistics(
+    y: Tensor, c: Tensor, idx_t: Tensor, extreme: Tensor, mean: Tensor, keep_sums: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One pass over the neighbour slots of the edges ``e = y[idx_t[s]] + c``: the sum of
+    squared deviations from ``mean`` (out,), the number of slots equal to ``extreme``
+    (R, out; integer) and, if ``keep_sums``, ``sum_s e_s`` (R, out)."""
+    squares = torch.zeros_like(mean, dtype=torch.float64)  # sums k per-slot partial sums
+    ties = torch.zeros(c.shape, dtype=_tie_dtype(idx_t.shape[0]), device=c.device)
+    sums = torch.zeros_like(c) if keep_sums else None
+    buf = torch.empty_like(c)
+    hit = torch.empty(c.shape, dtype=torch.bool, device=c.device)
+    for row in idx_t:
+        torch.index_select(y, 0, row, out=buf).add_(c)
+        if sums is not None:
+            sums.add_(buf)
+        ties.add_(torch.eq(buf, extreme, out=hit))
+        squares.add_(buf.sub_(mean).square_().sum(dim=0))
+    return squares, ties, sums
 
 
 class _EdgeConvTrain(torch.autograd.Function):
@@ -166,68 +186,71 @@ class _EdgeConvTrain(torch.autograd.Function):
         factor: float,
     ) -> Tensor:
         b, _, n = x.shape
-        y, c = _project(x, weight)
-        e = _gather_edges(y, c, flat_idx, k)
+        y, c = (t.contiguous() for t in _project(x, weight))
+        idx_t = flat_idx.view(-1, k).t().contiguous()  # (k, B*N): one row per slot
         # BN is s*e + t per channel (s = gamma / std, same sign as gamma) and LeakyReLU is
         # monotone: the max over neighbours is at the max of e where s >= 0, the min where
-        # s < 0.
-        extreme = _extreme(e, gamma >= 0)  # (B*N, out)
-        # Batch statistics over (B, N, k), two-pass (torch.var_mean over the leading dim is
-        # an order of magnitude slower on CPU); e is overwritten.
-        e = e.view(-1, e.shape[-1])
-        count = e.shape[0]
-        mean = e.sum(dim=0).div_(count)
-        var = e.sub_(mean).square_().sum(dim=0).div_(count)
-        del e
-        if running_mean is not None and running_var is not None:
-            running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            running_var.mul_(1 - factor).add_(var * (count / max(count - 1, 1)), alpha=factor)
+        # s < 0; max_s (y_s + c) = max_s y_s + c exactly (rounding is monotone).
+        extreme = _extreme_by_slot(y, idx_t, gamma >= 0).add_(c)  # (B*N, out)
+        # Batch statistics over the B*N*k edges, two-pass and accumulated in float64: the
+        # mean from how often each point is a neighbour, then the squared deviations slot by
+        # slot.
+        count = flat_idx.numel()
+        hits = torch.bincount(flat_idx, minlength=y.shape[0]).double()
+        mean64 = (hits @ y.double()).add_(c.sum(dim=0, dtype=torch.float64), alpha=k)
+        mean64.div_(count)
+        mean = mean64.to(y.dtype)
+        keep_sums = bool((gamma == 0).any())  # needed for d/dgamma where gamma = 0
+        squares, ties, sums = _slot_statistics(y, c, idx_t, extreme, mean, keep_sums)
+        var64 = squares.div_(count)
+        var = var64.to(y.dtype)
+        if running_mean is not None and running_var is not None:  # in float64 too
+            unbiased = var64 * (count / max(count - 1, 1))
+            running_mean.copy_(running_mean.double().mul_(1 - factor).add_(mean64, alpha=factor))
+            running_var.copy_(running_var.double().mul_(1 - factor).add_(unbiased, alpha=factor))
         rstd = torch.rsqrt(var + eps)
         scale = gamma * rstd
-        shift = beta - mean * scale
-        z = torch.addcmul(shift, extreme, scale)
-        ctx.save_for_backward(x, weight, gamma, y, c, flat_idx, mean, rstd, extreme, z)
-        ctx.k, ctx.slope, ctx.shape = k, slope, (b, n)
+        z = torch.addcmul(beta - mean * scale, extreme, scale)
+        ctx.save_for_backward(x, weight, gamma, beta, y, c, idx_t, mean, rstd, extreme, ties, sums)
+        ctx.slope, ctx.shape = slope, (b, n)
         return F.leaky_relu(z, slope).view(b, n, -1).transpose(2, 1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, weight, gamma, y, c, flat_idx, mean, rstd, extreme, z = ctx.saved_tensors
-        k, slope = ctx.k, ctx.slope
+        x, weight, gamma, beta, y, c, idx_t, mean, rstd, extreme, ties, sums = ctx.saved_tensors
         b, n = ctx.shape
+        k, rows = idx_t.shape
+        count = k * rows
         out_ch = y.shape[1]
-        g = grad_out.transpose(2, 1).reshape(b * n, out_ch)
-        g = torch.where(z > 0, g, g * slope)  # through LeakyReLU at the extreme
         scale = gamma * rstd
-        flat = scale == 0  # gamma = 0: every neighbour ties after BN
-
-        # Recompute the edge values (B*N, k, out); the slots equal to the extreme share its
-        # gradient evenly (torch.amax's rule), all k slots where gamma = 0.
-        e = _gather_edges(y, c, flat_idx, k)
-        tied = torch.eq(e, extreme.unsqueeze(1), out=torch.empty_like(e))  # 0./1. (fast)
-        if flat.any():
-            tied[:, :, flat] = 1
-        share = g / tied.sum(dim=1)  # (B*N, out)
+        z = torch.addcmul(beta - mean * scale, extreme, scale)  # as in forward
+        g = grad_out.transpose(2, 1).reshape(rows, out_ch)
+        g = torch.where(z > 0, g, g * ctx.slope)  # through LeakyReLU at the extreme
         # BN backward, with the upstream gradient non-zero only at the tied slots (whose
-        # normalised values are all xhat(extreme) unless gamma = 0).
-        xhat_ext = (extreme - mean) * rstd
-        if flat.any():
-            xhat_sum = (e.sum(dim=1) - k * mean) * rstd
-            gz_xhat = torch.where(flat, share * xhat_sum, g * xhat_ext)
-        else:
-            gz_xhat = g * xhat_ext
-        count = e.numel() // out_ch
+        # normalised values are all xhat(extreme), or all k slots where gamma = 0).
+        gz_xhat = g * ((extreme - mean) * rstd)
+        if sums is not None:  # some gamma = 0
+            xhat_sum = (sums - k * mean) * rstd
+            gz_xhat = torch.where(gamma == 0, g / k * xhat_sum, gz_xhat)
         grad_gamma = gz_xhat.sum(dim=0)
         grad_beta = g.sum(dim=0)
-        # de = s * (gz - sum(gz)/M - xhat * sum(gz xhat)/M), in place in e
+        # de_{i,s} = -a (e_{i,s} - mean) - b' + [e_{i,s} tied] share_i s (0 where s = 0);
+        # d/dc_i sums it over the slots of i, d/dy_j over the edges whose neighbour is j.
         a = scale * grad_gamma / count * rstd
-        e.sub_(mean).mul_(-a).sub_(scale * grad_beta / count)
-        e.addcmul_(tied, (share * scale).unsqueeze(1))
-        del tied
-        grad_c = e.sum(dim=1)
-        grad_y = torch.zeros_like(y).index_add_(0, flat_idx, e.view(-1, out_ch))
-        del e
+        b_ = scale * grad_beta / count
+        hits = torch.bincount(idx_t.view(-1), minlength=rows).to(y.dtype).unsqueeze(1)
+        grad_y = (y - mean).mul_(-a).sub_(b_).mul_(hits)
+        untied_term = (a * c).neg_()
+        tie_share = g / ties * scale  # tied slots share the gradient evenly (torch.amax)
+        edge_sums = torch.zeros_like(y)
+        buf = torch.empty_like(y)
+        hit = torch.empty_like(y)  # 0./1.: eq into float and addcmul beat bool and where
+        for row in idx_t:
+            edge_sums.add_(torch.index_select(y, 0, row, out=buf).add_(c))
+            torch.eq(buf, extreme, out=hit)
+            grad_y.index_add_(0, row, torch.addcmul(untied_term, hit, tie_share, out=buf))
+        grad_c = (edge_sums - k * mean).mul_(-a).sub_(k * b_).addcmul_(g, scale)
         grad_proj = torch.cat((grad_y, grad_c), dim=1)  # (B*N, 2 out)
         w = _split_weight(weight)
         grad_x = grad_weight = None
