@@ -24,7 +24,6 @@ paths alone, at the paper's settings, with equal augmentation work on both sides
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -54,57 +53,21 @@ CONFIGS = {
         image_size=224,
     ),
 }
-STORED_POINTS = 2048
-VIEWS = 24  # as the default render rig (and ShapeNetRendering)
 VIEW_SIZE = {"demo": 64, "paper": 137}  # the paper's renders (ShapeNetRendering) are 137 px
 
 
-def _write_data(root: Path, objects: int, view_size: int, seed: int = 0) -> None:
-    """The same synthetic objects twice: as 2 shards with a manifest (``root/shards``) and
-    as loose files in the ShapeNetRendering layout (``root/files``) for the baseline."""
+def _write_data(root: Path, objects: int, view_size: int) -> None:
+    """The same synthetic objects twice (:func:`xpt.benchmarks.speed.write_objects`): as 2
+    shards with a manifest (``root/shards``) and as loose files in the ShapeNetRendering
+    layout with a PLY cloud (``root/files``); each cloud also as ``points.npy`` for the
+    per-item loose-file baseline."""
     import numpy as np
-    import webdataset as wds
-    from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    shards, files = root / "shards", root / "files"
-    shards.mkdir(parents=True)
-    per_shard = (objects + 1) // 2
-    entries = []
-    for index in range(2):
-        name = f"train-{index:06d}.tar"
-        count = min(per_shard, objects - index * per_shard)
-        with wds.TarWriter(str(shards / name), mtime=0) as sink:  # plain headers, as xpt shard
-            for i in range(count):
-                key = f"bench_c{index}_m{i:05d}"
-                points = rng.normal(size=(STORED_POINTS, 3)).astype(np.float32)
-                points /= np.linalg.norm(points, axis=1, keepdims=True) * rng.uniform(1, 2, 3)
-                sample = {"__key__": key}
-                buffer = io.BytesIO()
-                np.save(buffer, points)
-                sample["points.npy"] = buffer.getvalue()
-                sample["json"] = json.dumps({"model_id": key, "num_views": VIEWS}).encode()
-                folder = files / key / "rendering"
-                folder.mkdir(parents=True)
-                np.save(files / key / "points.npy", points)
-                yy, xx = np.mgrid[0:view_size, 0:view_size]
-                for v in range(VIEWS):  # smooth shaded blobs: compress like real renders
-                    shade = np.clip(255 - ((xx - 40 - v) ** 2 + (yy - 50) ** 2) // 8, 0, 255)
-                    image = np.stack([shade, shade * 0.8, shade * 0.5], -1).astype(np.uint8)
-                    buffer = io.BytesIO()
-                    Image.fromarray(image).save(buffer, format="PNG")
-                    sample[f"view_{v:02d}.png"] = buffer.getvalue()
-                    (folder / f"{v:02d}.png").write_bytes(buffer.getvalue())
-                sink.write(sample)
-        size = (shards / name).stat().st_size
-        entries.append({"name": name, "samples": count, "bytes": size, "sha256": ""})
-    manifest = {
-        "format_version": 1,
-        "splits": {"train": {"samples": objects, "shards": entries}},
-        "categories": {},
-        "settings": {},
-    }
-    (shards / "manifest.json").write_text(json.dumps(manifest))
+    from xpt.benchmarks.speed import write_objects
+
+    write_objects(root, objects, view_size)
+    for folder in (root / "files").iterdir():
+        np.save(folder / "points.npy", _read_ply(folder / "points.ply"))
 
 
 def _compute_rate(config, batch, steps: int) -> float:
@@ -173,15 +136,6 @@ def _baseline_rate(config, files: Path, passes: int = 10) -> float:
         points[rng.sample(range(len(points)), config.points)]
         count += 1
     return count / (time.perf_counter() - start)
-
-
-def _write_ply(path: Path, points) -> None:
-    """A binary little-endian PLY of float32 vertices (as the release's point clouds)."""
-    header = (
-        f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\n"
-        "property float x\nproperty float y\nproperty float z\nend_header\n"
-    )
-    path.write_bytes(header.encode() + points.astype("<f4").tobytes())
 
 
 def _read_ply(path: Path):
@@ -257,16 +211,12 @@ def loader_comparison(objects: int, workers: list[int], passes: int = 2) -> None
     137 px), all in one run on the same objects: xpt's loader delivering augmented batches
     (``LoaderConfig.augment``) and raw ones, the release-style per-item loader with equal
     augmentation, and the plain per-item loose-file baseline (no augmentation)."""
-    import numpy as np
-
     from xpt.train.data import LoaderConfig, time_loader
 
     batch, points, size = 20, 2048, 224
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _write_data(root, objects, VIEW_SIZE["paper"])
-        for folder in (root / "files").iterdir():
-            _write_ply(folder / "points.ply", np.load(folder / "points.npy"))
         config = argparse.Namespace(image_size=size, points=points)
         loose = _baseline_rate(config, root / "files", passes)
         print(f"per-item loose files, no augmentation, main process: {loose:7.1f} obj/s")

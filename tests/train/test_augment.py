@@ -109,6 +109,31 @@ def test_dropout_replaces_by_first_point_with_ratio_in_range() -> None:
     assert not none_dropped.any() and torch.equal(none, points)
 
 
+@pytest.mark.parametrize("per_axis", [False, True])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_point_pipeline_equals_the_steps_in_turn(per_axis: bool, per_sample: bool) -> None:
+    """The fused pipeline draws as the step functions do, one after the other, and gives
+    their result to float rounding (the dropped points exactly the first point)."""
+    points = cloud(b=5, n=300)
+    config = PointAugmentConfig(scale_per_axis=per_axis)
+
+    def generators(seed: int) -> torch.Generator | list[torch.Generator]:
+        return [gen(seed + i) for i in range(5)] if per_sample else gen(seed)
+
+    g = generators(11)
+    x = normalize_unit_sphere(points)
+    x = random_scale(x, g, config.scale_low, config.scale_high, per_axis=per_axis)
+    x = random_rotate_up(x, g)
+    x = random_translate(x, g, config.translate_range)
+    x = random_jitter(x, g, config.jitter_std, config.jitter_clip)
+    expected, drop = random_input_dropout(x, g, config.max_dropout_ratio)
+    out = augment_points(points, generators(11), config)
+    assert out.is_contiguous() and out.shape == points.shape
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(out[drop], out[:, :1].expand_as(out)[drop])
+    assert augment_points(torch.ones(2, 4, 3), gen(), config).isfinite().all()  # one point
+
+
 def test_full_point_pipeline_is_deterministic_and_bounded() -> None:
     points = cloud(b=4, n=512)
     a = augment_points(points, gen(7))
@@ -262,17 +287,35 @@ def test_color_jitter_equals_the_all_operations_reference(batch: int) -> None:
     assert torch.equal(images, before)  # the input is left as it was
 
 
-def test_image_pipeline_equals_the_previous_implementation() -> None:
-    images = torch.randint(0, 256, (6, 20, 20, 3), generator=gen(2), dtype=torch.uint8)
+@pytest.mark.parametrize("stored", [20, 8])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_image_pipeline_equals_the_previous_implementation(stored: int, per_sample: bool) -> None:
+    """Resized (20 px -> 8) or not (8 px), one generator or one per image: the same draws
+    and, to float rounding, the same images as the batched implementation it replaced."""
+    images = torch.randint(0, 256, (6, stored, stored, 3), generator=gen(2), dtype=torch.uint8)
     config = ImageAugmentConfig(size=8)
-    g = gen(9)
+
+    def generators() -> torch.Generator | list[torch.Generator]:
+        return [gen(9 + i) for i in range(6)] if per_sample else gen(9)
+
     x = images.permute(0, 3, 1, 2).float() / 255.0
-    x = torch.nn.functional.interpolate(
-        x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True
-    ).clamp(0, 1)
-    x = _reference_color_jitter(x, g, 0.4, 0.4, 0.4)
-    flip = torch.rand((6, 1, 1, 1), generator=g) < 0.5
+    if stored != 8:
+        x = torch.nn.functional.interpolate(
+            x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True
+        ).clamp(0, 1)
+    g = generators()
+    if per_sample:
+        x = torch.cat(
+            [_reference_color_jitter(x[i : i + 1], g[i], 0.4, 0.4, 0.4) for i in range(6)]
+        )
+        flip = torch.stack([torch.rand((1, 1, 1), generator=g[i]) for i in range(6)]) < 0.5
+    else:
+        x = _reference_color_jitter(x, g, 0.4, 0.4, 0.4)
+        flip = torch.rand((6, 1, 1, 1), generator=g) < 0.5
+    assert 0 < int(flip.sum()) < 6
     x = torch.where(flip, x.flip(-1), x)
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     expected = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
-    torch.testing.assert_close(augment_images(images, gen(9), config), expected)
+    out = augment_images(images, generators(), config)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, expected)
