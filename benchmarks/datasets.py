@@ -550,6 +550,13 @@ def load_shards(path: str | os.PathLike) -> EvalDataset:
         raise DatasetError(" ".join(str(error).split())) from None
     infos = manifest_shards(manifest)
     held_out = "test" if infos["test"] else "val"
+    if not infos[held_out]:
+        raise _error(
+            folder / MANIFEST,
+            "lists no test or val shards, so nothing is held out to evaluate on (xpt shard "
+            "puts every object in train by default: shard with --val-fraction 0.2, or from a "
+            "source with a test split)",
+        )
     notes = [
         f"test = the shard set's {held_out} split",
         "points re-normalised per cloud: centred on the mean, max radius 1 (as ModelNet h5)",

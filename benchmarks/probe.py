@@ -18,7 +18,7 @@ import numpy as np
 from xpt.benchmarks.datasets import EvalDataset
 from xpt.benchmarks.features import extract_features, recalibrate_batchnorm, select_points
 from xpt.benchmarks.linear import evaluate_linear
-from xpt.benchmarks.protocols import XPT, PointsSpec
+from xpt.benchmarks.protocols import PROTOCOLS, XPT, PointsSpec, ProtocolCard
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,7 +31,9 @@ PROBE_SPLITS = ("val", "test")
 def stratified_holdout(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (fit, held) into ``labels``: a seeded, stratified ``fraction`` held out."""
+    """Indices (fit, held) into ``labels``: a seeded, stratified ``fraction`` held out, and
+    at least one object of every class (a small set holds out more than ``fraction``),
+    leaving at least two of every class to fit on."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < fraction < 1.0:
@@ -39,8 +41,15 @@ def stratified_holdout(
     counts = np.bincount(labels)
     if counts[counts > 0].min() < 2:
         raise ValueError("a stratified validation split needs 2+ train objects in every class")
+    classes = int((counts > 0).sum())
+    held_out = max(round(fraction * len(labels)), classes)
+    if held_out > len(labels) - 2 * classes:  # and 2+ of each class to fit on
+        raise ValueError(
+            f"a stratified validation split of {len(labels)} train objects in {classes} "
+            "classes leaves too few to fit on; use a larger probe set"
+        )
     fit, held = train_test_split(
-        np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
+        np.arange(len(labels)), test_size=held_out, stratify=labels, random_state=seed
     )
     return np.sort(fit), np.sort(held)
 
@@ -49,10 +58,13 @@ def stratified_holdout(
 class LinearProbe:
     """Call with a point encoder to get its probe accuracy (the model's train/eval mode is
     restored afterwards). ``fit_index``/``score_index`` index the dataset's train split
-    (``split="val"``) or train and test (``split="test"``)."""
+    (``split="val"``) or train and test (``split="test"``). ``card``: the protocol whose
+    linear SVM and BatchNorm handling the probe uses (``xpt``, or ``crosspoint`` as the
+    release's probe: raw features, C=0.1, stored statistics); its points are ``points``."""
 
     dataset: EvalDataset
     split: str = "val"
+    card: ProtocolCard = XPT
     val_fraction: float = 0.2
     seed: int = 0
     points: PointsSpec = PointsSpec()
@@ -94,7 +106,7 @@ class LinearProbe:
         device = next(model.parameters()).device
         training = model.training
         encoder = model
-        if XPT.bn_stats == "train":  # on a copy: the training model's statistics stay
+        if self.card.bn_stats == "train":  # on a copy: the training model's statistics stay
             encoder = recalibrate_batchnorm(
                 model, self._fit, batch_size=self.batch_size, device=device
             )
@@ -116,7 +128,7 @@ class LinearProbe:
         finally:
             model.train(training)
         result = evaluate_linear(
-            fit, self._fit_y, score, self._score_y, XPT.linear,
+            fit, self._fit_y, score, self._score_y, self.card.linear,
             num_classes=len(self.dataset.class_names), seed=self.seed,
         )  # fmt: skip
         return {
@@ -124,6 +136,7 @@ class LinearProbe:
             "probe_class_accuracy": result.class_accuracy,
             "probe_C": result.C,
             "probe_split": self.split,
+            "probe_protocol": self.card.name,
             "probe_dataset": self.dataset.title,
         }
 
@@ -145,6 +158,7 @@ def build_probe(config: PretrainConfig) -> LinearProbe | None:
     return LinearProbe(
         dataset,
         split=config.probe_split,
+        card=PROTOCOLS[config.probe_protocol],
         seed=config.seed,
         points=PointsSpec(min(config.probe_points, dataset.train.points.shape[1])),
     )

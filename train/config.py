@@ -27,6 +27,23 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("epoch", "step", "release")
 PROBE_SPLITS = ("val", "test")
+PROBE_PROTOCOLS = ("xpt", "crosspoint")  # xpt.benchmarks.protocols.PROTOCOLS
+SHARD_SPLITS = ("train", "val", "test")
+SHUFFLES = ("auto", "full", "buffer")
+
+# ``--replay-release``: the published code's behaviour where xpt's defaults differ
+# (docs/REPRODUCE.md, "Differences"). Applied over the defaults, under --config and options.
+RELEASE_PRESET: dict[str, Any] = {
+    "splits": "train,val",  # every object of the set (the release reads all of ShapeNet)
+    "shuffle": "full",  # the whole dataset reshuffled every epoch
+    "lr_schedule": "release",  # the scheduler stepped before each epoch (off by one)
+    "probe_split": "test",  # best checkpoint chosen on the test split (with --probe)
+    "probe_protocol": "crosspoint",  # by SVC(C=0.1) on raw features, stored BN statistics
+    "amp": "off",  # float32
+    "global_negatives": False,  # one GPU's batch as negatives
+    "sync_bn": False,
+}
+PRESETS = {"release": RELEASE_PRESET}
 
 # Fields that fix the shapes of the saved models: a resumed run must keep them.
 MODEL_FIELDS = ("backbone", "image_encoder", "k", "emb_dims", "proj_dim")
@@ -43,15 +60,24 @@ class PretrainConfig:
     at the value of e + 1 and the last epoch (all of a 1-epoch run) at lr 0.
     ``amp``: "off" (the default) trains in float32, as the paper; "auto" is bf16 where the
     GPU supports it, else fp16 with a GradScaler (the speed option); AMP is CUDA-only.
+    ``splits``: the shard splits pretraining reads, comma-separated ("train,val").
+    ``shuffle``: "full" draws a fresh permutation of every sample each epoch (the published
+    code's reshuffle; local shards only), "buffer" shuffles the shard order and a
+    ``shuffle_buffer``-sample buffer (streams, remote shards), "auto" (the default) is "full"
+    where every shard is a local file, else "buffer".
     ``samples_per_epoch`` overrides the manifest's count. ``edgeconv``: DGCNN's EdgeConv
     formulation, "fast" (default) or "plain" (the reference's); the same function and
     parameters, equal to float32 rounding.
     ``probe`` names an evaluation dataset (``xpt benchmark --dataset``) for the per-epoch
     linear probe (``xpt.benchmarks.probe``) every ``probe_every`` epochs; ``probe_split``
-    "val" holds out part of its train split, "test" replays the release's selection on test.
+    "val" holds out part of its train split, "test" replays the release's selection on test;
+    ``probe_protocol`` "xpt" (BatchNorm re-estimated, standardised features, C by CV on the
+    fit split) or "crosspoint" (the release's probe: raw features, C=0.1).
     ``global_negatives`` and ``sync_bn`` matter only with several processes (torchrun):
     NT-Xent over the embeddings of every rank's batch (else each rank's own batch, as on
     one GPU), and BatchNorm statistics over every rank's batch (CUDA only).
+    ``preset``: "release" when the run started from :data:`RELEASE_PRESET`
+    (``--replay-release``), recorded so every report can say so.
     ``channels_last`` stores the image encoder's weights and inputs NHWC (faster
     convolutions on tensor-core GPUs; same state dict). ``compile`` wraps both encoders in
     ``torch.compile`` (needs a C++ compiler on CPU, Triton on CUDA; checkpoints keep the
@@ -77,6 +103,8 @@ class PretrainConfig:
     device: str = "auto"
     workers: int = 4
     seed: int = 0
+    splits: str = "train"
+    shuffle: str = "auto"
     shuffle_buffer: int = 1000
     samples_per_epoch: int | None = None
     max_steps: int | None = None
@@ -90,11 +118,13 @@ class PretrainConfig:
     probe_every: int = 1
     probe_split: str = "val"
     probe_points: int = 1024
+    probe_protocol: str = "xpt"
     global_negatives: bool = False
     sync_bn: bool = False
     tensorboard: bool = False
     channels_last: bool = False
     compile: bool = False
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         choices = {
@@ -106,6 +136,8 @@ class PretrainConfig:
             "device": DEVICES,
             "lr_schedule": LR_SCHEDULES,
             "probe_split": PROBE_SPLITS,
+            "probe_protocol": PROBE_PROTOCOLS,
+            "shuffle": SHUFFLES,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -133,6 +165,14 @@ class PretrainConfig:
         for name in ("samples_per_epoch", "max_steps", "probe_per_category"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")
+        names = self.split_names
+        if not names or len(set(names)) != len(names) or not set(names) <= set(SHARD_SPLITS):
+            raise ValueError(
+                f"splits must be distinct names among {', '.join(SHARD_SPLITS)}, separated "
+                f"by commas, got {self.splits!r}"
+            )
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not self.lr > 0 or self.weight_decay < 0 or not self.temperature > 0:
@@ -144,6 +184,11 @@ class PretrainConfig:
             raise ValueError(
                 f"k={self.k} neighbours need at least as many points, got {self.points}"
             )
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """``splits`` as a tuple of names ("train,val" -> ("train", "val"))."""
+        return tuple(name.strip() for name in self.splits.split(",") if name.strip())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,13 +256,19 @@ def resolve_config(
     base: PretrainConfig | None = None,
     file: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> PretrainConfig:
-    """``base`` (default: the paper's settings), then ``file`` (TOML), then ``overrides``.
+    """``base`` (default: the paper's settings), then the ``preset`` (:data:`PRESETS`), then
+    ``file`` (TOML), then ``overrides``.
 
     ``overrides`` entries whose value is None are ignored, so unset CLI options do not
     replace what the file says.
     """
     config = base or PretrainConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        config = config.updated({**PRESETS[preset], "preset": preset}, where=f"preset {preset}")
     if file is not None:
         config = config.updated(load_toml(file), where=str(file))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}

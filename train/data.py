@@ -61,6 +61,15 @@ from xpt.toolkit.shards.remote import (
 )
 from xpt.toolkit.shards.schema import POINTS, VIEW_ENTRY, SchemaError, decode_entry
 from xpt.train.augment import ImageAugmentConfig, augment_pair
+from xpt.train.sample_index import (
+    IndexingError,
+    SampleIndex,
+    build_index,
+    epoch_positions,
+    is_compressed,
+    read_samples,
+)
+from xpt.train.tar_members import local_members
 
 STAGE = "pretrain-data"
 
@@ -142,11 +151,15 @@ class ShardSet:
     spec: str
 
 
-def resolve_shards(spec: str | Path | Sequence[str | Path], split: str = "train") -> ShardSet:
+def resolve_shards(
+    spec: str | Path | Sequence[str | Path], split: str | Sequence[str] = "train"
+) -> ShardSet:
     """Shard URLs from SHARDS.
 
-    ``spec`` is a shard folder or its ``manifest.json`` (the split's shards, with the
-    manifest's sample count; without a manifest, the folder's ``<split>-*.tar``), a local
+    ``spec`` is a shard folder or its ``manifest.json`` (the shards of ``split``, or of each
+    of several splits in that order, with the manifest's sample count; splits the set does
+    not have are left out, and none of them is an error; without a manifest, the folder's
+    ``<split>-*.tar``), a local
     path or brace pattern (``train-{000000..000099}.tar``; counts from a manifest beside
     the shards, or a scan of the tar headers), or a list of these. Remote sets
     (:mod:`xpt.toolkit.shards.remote`): a URL of a set's folder or ``manifest.json``
@@ -155,8 +168,9 @@ def resolve_shards(spec: str | Path | Sequence[str | Path], split: str = "train"
     made beside it; a URL of shards (``.tar``, brace patterns, ``pipe:`` commands naming
     no manifest) is read as given (count unknown). Raises :class:`ShardSpecError`.
     """
+    splits = (split,) if isinstance(split, str) else tuple(split)
     if not isinstance(spec, str | Path):
-        parts = [resolve_shards(s, split) for s in spec]
+        parts = [resolve_shards(s, splits) for s in spec]
         if not parts:
             raise ShardSpecError("no shards given")
         counts = [p.samples for p in parts]
@@ -165,17 +179,21 @@ def resolve_shards(spec: str | Path | Sequence[str | Path], split: str = "train"
         return ShardSet(urls, total, " ".join(p.spec for p in parts))
     text = str(spec)
     if is_remote(text):
-        return _from_remote(text, split)
+        return _from_remote(text, splits)
     path = Path(text)
     if path.is_dir() or path.name == MANIFEST:
-        return _from_folder(path if path.is_dir() else path.parent, split, text)
+        return _from_folder(path if path.is_dir() else path.parent, splits, text)
     urls = [re.sub(r"^file://?", "", u) for u in wds.shardlists.expand_urls(text)]
     if not any(Path(u).is_file() for u in urls):
         raise ShardSpecError(f"{text}: no such shard file or folder")
     return ShardSet(tuple(urls), _count_local(urls), text)
 
 
-def _from_remote(spec: str, split: str) -> ShardSet:
+def _named(splits: Sequence[str]) -> str:
+    return " or ".join(repr(s) for s in splits)
+
+
+def _from_remote(spec: str, splits: Sequence[str]) -> ShardSet:
     """A remote set (its manifest read through the opener, shard URLs beside it), or
     remote shard URLs as given (brace patterns expanded; sample count unknown)."""
     manifest = manifest_url(spec)
@@ -183,35 +201,43 @@ def _from_remote(spec: str, split: str) -> ShardSet:
         urls = [opener_url(url) for url in wds.shardlists.expand_urls(spec)]
         return ShardSet(tuple(urls), None, spec)
     try:
-        entry = read_remote_manifest(manifest)["splits"].get(split, {})
+        entries = read_remote_manifest(manifest)["splits"]
     except ManifestError as exc:
         raise ShardSpecError(str(exc)) from None
-    urls = [opener_url(sibling_url(manifest, info["name"])) for info in entry.get("shards", [])]
-    if not urls:
-        raise ShardSpecError(f"{manifest}: the manifest lists no {split!r} shards")
-    return ShardSet(tuple(urls), int(entry.get("samples", 0)), spec)
-
-
-def _from_folder(folder: Path, split: str, spec: str) -> ShardSet:
-    """A shard set folder (or one holding ``part-*`` sets): the split's shards in manifest
-    order; without any manifest, the folder's ``<split>-*.tar`` files."""
-    sets = find_shard_sets(folder)
-    if not sets:
-        urls = sorted(str(p) for p in folder.glob(f"{split}-*.tar"))
-        if not urls:
-            raise ShardSpecError(f"{folder}: no {MANIFEST} and no {split}-*.tar shards")
-        return ShardSet(tuple(urls), _count_local(urls), spec)
-    urls: list[str] = []
-    samples = 0
-    for shard_set in sets:
-        try:
-            entry = read_manifest(shard_set)["splits"].get(split, {})
-        except ManifestError as exc:
-            raise ShardSpecError(str(exc)) from None
-        urls += [str(shard_set / info["name"]) for info in entry.get("shards", [])]
+    urls, samples = [], 0
+    for split in splits:
+        entry = entries.get(split, {})
+        urls += [
+            opener_url(sibling_url(manifest, info["name"])) for info in entry.get("shards", [])
+        ]
         samples += int(entry.get("samples", 0))
     if not urls:
-        raise ShardSpecError(f"{folder}: the manifest lists no {split!r} shards")
+        raise ShardSpecError(f"{manifest}: the manifest lists no {_named(splits)} shards")
+    return ShardSet(tuple(urls), samples, spec)
+
+
+def _from_folder(folder: Path, splits: Sequence[str], spec: str) -> ShardSet:
+    """A shard set folder (or one holding ``part-*`` sets): the splits' shards in manifest
+    order, split by split; without any manifest, the folder's ``<split>-*.tar`` files."""
+    sets = find_shard_sets(folder)
+    if not sets:
+        urls = [str(p) for split in splits for p in sorted(folder.glob(f"{split}-*.tar"))]
+        if not urls:
+            tars = " or ".join(f"{split}-*.tar" for split in splits)
+            raise ShardSpecError(f"{folder}: no {MANIFEST} and no {tars} shards")
+        return ShardSet(tuple(urls), _count_local(urls), spec)
+    urls = []
+    samples = 0
+    for split in splits:
+        for shard_set in sets:
+            try:
+                entry = read_manifest(shard_set)["splits"].get(split, {})
+            except ManifestError as exc:
+                raise ShardSpecError(str(exc)) from None
+            urls += [str(shard_set / info["name"]) for info in entry.get("shards", [])]
+            samples += int(entry.get("samples", 0))
+    if not urls:
+        raise ShardSpecError(f"{folder}: the manifest lists no {_named(splits)} shards")
     return ShardSet(tuple(urls), samples, spec)
 
 
@@ -304,12 +330,16 @@ class LoaderConfig:
     the main process without workers) by :func:`augment_batch`, with the paper's point and
     image augmentations; ``augment_images`` False leaves the images out (no ``views``).
     ``pin_memory``: chunks arrive in page-locked memory, for non-blocking copies to a GPU.
+    ``shuffle``: "buffer" shuffles the shard order and a ``shuffle_buffer``-sample buffer
+    (any shards); "full" reads a fresh permutation of every sample each epoch from an index
+    of the shards (local, uncompressed shards; :mod:`xpt.train.sample_index`).
     """
 
     batch_size: int
     points: int
     image_size: int
     seed: int = 0
+    shuffle: str = "buffer"
     shuffle_buffer: int = 1000
     workers: int = 0
     samples_per_epoch: int | None = None
@@ -326,15 +356,26 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def loader_workers(requested: int, shards: int, cpus: int | None = None) -> tuple[int, str | None]:
+def loader_workers(
+    requested: int, shards: int | None, cpus: int | None = None
+) -> tuple[int, str | None]:
     """The DataLoader workers to start for ``requested``, and a one-line note when it matters.
 
     No more than ``shards``: a worker reads whole shards, so one without a shard only idles
-    (and the batches are the same either way). More workers than ``cpus`` (default:
-    :func:`usable_cpus`) only share them, and the batch order follows the worker count, so
+    (and the batches are the same either way); ``shards`` None: any worker reads any sample
+    (``--shuffle full``). More workers than ``cpus`` (default: :func:`usable_cpus`) only
+    share them; with whole shards per worker the batch order follows the worker count, so
     the count is kept (a run gives the same batches on any machine) and the note says so.
     """
     cpus = usable_cpus() if cpus is None else cpus
+    if shards is None:
+        if requested <= cpus:
+            return requested, None
+        return cpus, (
+            f"--workers {requested} > {cpus} CPU{'s' if cpus != 1 else ''}: using {cpus} data "
+            f"worker{'s' if cpus != 1 else ''} (the batches are the same with any count); "
+            f"pass --workers {cpus} to silence this"
+        )
     workers = max(0, min(requested, max(shards, 1)))
     plural = "s" if workers != 1 else ""
     if workers < requested:
@@ -398,119 +439,6 @@ def _member_key(name: str, regular: bool) -> tuple[str | None, str]:
     return key, entry.lower()
 
 
-Member = tuple[str, bool, Callable[[], bytes]]  # name, regular file, reads its data
-_BLOCK = 512
-_REGULAR_TYPES = (b"0", b"\0", b"7")
-_PLAIN_TYPES = (*_REGULAR_TYPES, b"1", b"2", b"3", b"4", b"5", b"6")  # header says it all
-
-
-def _plain_header(block: bytes) -> tuple[str, bool, int, bytes] | None:
-    """(name, regular, size, type flag) of a ustar / GNU member header, or of a pax
-    extended header (flag ``x``); None for anything else (a bad checksum, a GNU long name
-    or global pax header, a base-256 size, not a header at all)."""
-    flag = block[156:157]
-    if len(block) != _BLOCK or flag not in _PLAIN_TYPES + (b"x",) or block[124] & 0x80:
-        return None
-    try:
-        checksum = int(block[148:156].strip(b" \0") or b"-1", 8)
-        size = int(block[124:136].strip(b" \0") or b"0", 8)
-    except ValueError:
-        return None
-    if checksum != 256 + sum(block) - sum(block[148:156]):
-        return None
-    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-    name = f"{prefix}/{name}" if prefix else name
-    regular = flag in _REGULAR_TYPES and not name.endswith("/")
-    if flag == b"5" or name.endswith("/"):  # a folder, named as tarfile names it
-        name = name.rstrip("/")
-    return name, regular, size, flag
-
-
-def _pax_records(data: bytes) -> dict[str, str] | None:
-    """The ``path`` and ``size`` records of a pax extended header (None if malformed)."""
-    records: dict[str, str] = {}
-    pos = 0
-    try:
-        while pos < len(data) and data[pos] != 0:
-            space = data.index(b" ", pos)
-            length = int(data[pos:space])
-            field_, _, value = data[space + 1 : pos + length - 1].partition(b"=")
-            if field_ in (b"path", b"size"):
-                records[field_.decode()] = value.decode("utf-8", "surrogateescape")
-            pos += length
-        if "size" in records:
-            int(records["size"])
-    except ValueError:
-        return None
-    return records
-
-
-def _local_members(file: Any) -> Iterator[Member]:
-    """The members of an open local tar, from their headers alone (data read on demand).
-
-    Plain ustar headers (as ``xpt shard`` writes) and pax extended headers (``path``,
-    ``size``) are parsed here, at a fraction of ``tarfile``'s cost; from the first header
-    that is anything else (GNU long names, global pax headers, a compressed or foreign
-    file) on, ``tarfile`` reads the rest. Errors follow ``tarfile``: a shard cut off
-    raises ``ReadError("unexpected end of data")``.
-    """
-    end = os.fstat(file.fileno()).st_size
-    offset, resume = 0, 0  # resume: where tarfile takes over (a pax header's offset)
-    pax: dict[str, str] = {}
-    while True:
-        if offset > end and not pax:
-            raise tarfile.ReadError("unexpected end of data")
-        file.seek(offset)
-        block = file.read(_BLOCK)
-        if len(block) < _BLOCK or not any(block):
-            if offset == 0 or pax:  # an empty file, or a pax header's member cut off:
-                offset = resume  # tarfile says what it is
-                break
-            return  # the end-of-archive marker (or the file's end)
-        header = _plain_header(block)
-        if header is None:
-            offset = resume if pax else offset
-            break
-        name, regular, size, flag = header
-        data = offset + _BLOCK
-        if flag == b"x":
-            if pax or data + size > end:
-                break
-            file.seek(data)
-            records = _pax_records(file.read(size))
-            if not records:
-                break
-            pax, resume = records, offset
-            offset = data + -(-size // _BLOCK) * _BLOCK
-            continue
-        if pax:
-            name, size, pax = pax.get("path", name), int(pax.get("size", size)), {}
-            regular = regular and not name.endswith("/")
-            name = name if regular else name.rstrip("/")
-
-        def read(data: int = data, size: int = size) -> bytes:
-            file.seek(data)
-            out = file.read(size)
-            if len(out) != size:
-                raise tarfile.ReadError("unexpected end of data")
-            return out
-
-        yield name, regular, read
-        offset = data + (-(-size // _BLOCK) * _BLOCK if regular else 0)
-    file.seek(offset)
-    # (not closed here: its members are read after this generator may have ended; the
-    # caller closes the file)
-    tar = tarfile.open(fileobj=file, mode="r:*" if offset == 0 else "r:")
-    while (member := tar.next()) is not None:
-        tar.members = []  # no index kept: memory stays flat on long shards
-
-        def extract(member: tarfile.TarInfo = member) -> bytes:
-            return tar.extractfile(member).read()  # type: ignore[union-attr]
-
-        yield member.name, member.isreg(), extract
-
-
 def _seekable_samples(url: str, pick: Pick) -> Iterator[dict]:
     """A local shard, member headers first: only the members ``pick`` keeps are read."""
     with open(url, "rb") as file:
@@ -526,7 +454,7 @@ def _seekable_samples(url: str, pick: Pick) -> Iterator[dict]:
 
         # (A sample is complete when the next one's header has been read: a shard cut off
         # inside a sample's members raises before that sample is yielded.)
-        for name, regular, read in _local_members(file):
+        for name, regular, _, read in local_members(file):
             member_key, entry = _member_key(name, regular)
             if member_key is None:
                 continue
@@ -666,9 +594,17 @@ class EpochStream(IterableDataset):
     shards.
     """
 
-    def __init__(self, urls: Sequence[str], config: LoaderConfig, epoch: int, rep: int = 0):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        config: LoaderConfig,
+        epoch: int,
+        rep: int = 0,
+        index: SampleIndex | None = None,
+    ):
         super().__init__()
         self.urls, self.config, self.epoch, self.rep = tuple(urls), config, epoch, rep
+        self.index = index
 
     def pipeline(
         self, rep: int, handler: FailureRecorder, fewest: FewestPoints | None = None
@@ -689,16 +625,55 @@ class EpochStream(IterableDataset):
         stages += [
             lambda src: _decode(src, c, self.epoch, rep, handler, fewest),
             wds.batched(c.batch_size, collation_fn=collate, partial=True),
-            lambda src: _seeded(src, c.seed, self.epoch, rep),
+            lambda src: self._finished(src, rep),
         ]
-        if c.augment:
-            image_config = ImageAugmentConfig(size=c.image_size) if c.augment_images else None
-            stages.append(lambda src: (augment_batch(b, image_config) for b in src))
         return wds.DataPipeline(stages)
+
+    def indexed(
+        self, rep: int, handler: FailureRecorder, fewest: FewestPoints | None = None
+    ) -> Iterator[Batch]:
+        """``--shuffle full``: this worker's chunks of the pass's permutation of the index,
+        one batch per chunk (smaller when a sample fails)."""
+        c, index = self.config, self.index
+        assert index is not None
+        rank, world_size, worker, workers = wds.utils.pytorch_worker_info()
+        chunks = epoch_positions(
+            len(index),
+            c.seed,
+            self.epoch,
+            rep,
+            rank=rank,
+            world_size=world_size,
+            worker=worker,
+            workers=workers,
+            chunk=c.batch_size,
+        )
+        pick = _view_picker(c.seed, self.epoch, rep)
+
+        def failed(key: str, url: str, exn: Exception) -> None:
+            handler(SampleError(key, url, _shard_reason(exn)))
+
+        def batches() -> Iterator[Batch]:
+            for chunk in chunks:
+                samples = read_samples(index, chunk, _member_key, pick, failed)
+                chosen = _choose_view(samples, c.seed, self.epoch, rep, handler)
+                decoded = list(_decode(chosen, c, self.epoch, rep, handler, fewest))
+                if decoded:
+                    yield collate(decoded)
+
+        return self._finished(batches(), rep)
+
+    def _finished(self, batches: Iterable[Batch], rep: int) -> Iterator[Batch]:
+        """Batches with their augmentation seeds, augmented when the config says so."""
+        c = self.config
+        image_config = ImageAugmentConfig(size=c.image_size) if c.augment_images else None
+        for batch in _seeded(batches, c.seed, self.epoch, rep):
+            yield augment_batch(batch, image_config) if c.augment else batch
 
     def __iter__(self) -> Iterator[dict]:
         handler, fewest = FailureRecorder(), FewestPoints()
-        for batch in self.pipeline(self.rep, handler, fewest):
+        read = self.pipeline if self.index is None else self.indexed
+        for batch in read(self.rep, handler, fewest):
             yield {"batch": batch, "failures": handler.drain(), "fewest_points": fewest.drain()}
         yield {"batch": None, "failures": handler.drain(), "fewest_points": fewest.drain()}
 
@@ -808,6 +783,13 @@ class ShardLoader:
     At most one worker per shard is started (a worker reads whole shards; the batches are
     the same as with ``config.workers``). ``on_note`` hears, once, when the shards hold
     clouds of fewer points than ``config.points`` (their points are repeated to fill them).
+
+    ``config.shuffle == "full"``: the shards (local files) are indexed first (``index``), the
+    epoch length is the indexed sample count (or ``config.samples_per_epoch``), and each
+    pass is a fresh permutation of every sample, split equally between ranks
+    (:func:`~xpt.train.sample_index.epoch_positions`): every object is read once per epoch,
+    less a remainder of under one batch per rank, and the batches do not depend on the
+    worker count. A shard that breaks off is reported once, when it is indexed.
     """
 
     def __init__(
@@ -819,11 +801,18 @@ class ShardLoader:
     ):
         self.shards, self.config, self.on_error = shards, config, on_error
         self.on_note = on_note
-        self.workers = min(config.workers, len(shards.urls))
         self.failures: list[Failure] = []
         self.fewest_points: int | None = None  # the smallest stored cloud read so far
-        world_size = wds.utils.pytorch_worker_info()[1]
+        self.index: SampleIndex | None = None
+        self.workers = min(config.workers, len(shards.urls))
         samples = config.samples_per_epoch or shards.samples
+        if config.shuffle == "full":
+            self.index = index_shards(shards, self._fail)
+            self.workers = loader_workers(config.workers, None)[0]
+            samples = config.samples_per_epoch or len(self.index)
+        elif config.shuffle != "buffer":
+            raise ValueError(f"shuffle must be 'buffer' or 'full', got {config.shuffle!r}")
+        world_size = wds.utils.pytorch_worker_info()[1]
         self.steps_per_epoch: int | None = None
         if samples is not None:
             self.steps_per_epoch = samples // (config.batch_size * world_size)
@@ -838,6 +827,11 @@ class ShardLoader:
     def failure_count(self) -> int:
         return len(self.failures)
 
+    def _fail(self, failure: Failure) -> None:
+        self.failures.append(failure)
+        if self.on_error is not None:
+            self.on_error(failure)
+
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` (0-based), without the first ``skip`` (already used)."""
         c = self.config
@@ -848,7 +842,7 @@ class ShardLoader:
         # again; a pass that yields nothing ends the epoch.
         for rep in itertools.count() if self.steps_per_epoch is not None else range(1):
             loader = DataLoader(
-                EpochStream(self.shards.urls, c, epoch, rep),
+                EpochStream(self.shards.urls, c, epoch, rep, self.index),
                 batch_size=None,
                 num_workers=self.workers,
                 generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
@@ -863,9 +857,7 @@ class ShardLoader:
                 chunks = iter(loader)
             for chunk in chunks:
                 for failure in chunk["failures"]:
-                    self.failures.append(failure)
-                    if self.on_error is not None:
-                        self.on_error(failure)
+                    self._fail(failure)
                 self._count_points(chunk["fewest_points"])
                 if chunk["batch"] is not None:
                     pending.append(chunk["batch"])
@@ -894,6 +886,38 @@ class ShardLoader:
             f"their points are repeated to make {n} (use --points {fewest} or fewer, or "
             f"xpt shard --points {n})"
         )
+
+
+def resolve_shuffle(mode: str, shards: ShardSet) -> str:
+    """``--shuffle``: "auto" is "full" where every shard is a local, uncompressed file
+    (what reading by position needs), else "buffer"; other modes are kept."""
+    if mode != "auto":
+        return mode
+    try:
+        readable = all(_is_local_file(url) and not is_compressed(url) for url in shards.urls)
+    except OSError:
+        readable = False
+    return "full" if readable else "buffer"
+
+
+def index_shards(shards: ShardSet, on_fault: Callable[[Failure], None]) -> SampleIndex:
+    """The sample index of local ``shards`` (``--shuffle full``); a shard that breaks off is
+    one failure named after the shard. Raises :class:`ShardSpecError` for shards that are
+    not local files or are compressed."""
+    remote = next((url for url in shards.urls if not _is_local_file(url)), None)
+    if remote is not None:
+        raise ShardSpecError(
+            f"--shuffle full reads samples by position from local shard files; {remote} is "
+            "not one (use --shuffle buffer)"
+        )
+
+    def fault(url: str, exn: Exception) -> None:
+        on_fault(Failure(Path(url).name, url, STAGE, _shard_reason(exn)))
+
+    try:
+        return build_index(shards.urls, fault)
+    except IndexingError as exc:
+        raise ShardSpecError(str(exc)) from None
 
 
 def _take(chunks: list[Batch], n: int) -> tuple[Batch, list[Batch]]:

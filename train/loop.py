@@ -73,6 +73,7 @@ from xpt.train.data import (
     ShardSet,
     loader_workers,
     resolve_shards,
+    resolve_shuffle,
 )
 from xpt.train.distributed import (
     DistEnv,
@@ -104,6 +105,8 @@ RESUME_EXACT_FIELDS = (
     "temperature",
     "workers",
     "seed",
+    "splits",
+    "shuffle",
     "shuffle_buffer",
     "samples_per_epoch",
     "global_negatives",
@@ -549,11 +552,22 @@ def _pretrain(
         raise TrainingError(f"--compile: {problem}; run without --compile")
     if device.type != "cuda" and config.amp in ("bf16", "fp16"):
         err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
-    shard_set = shards if isinstance(shards, ShardSet) else resolve_shards(shards)  # type: ignore[arg-type]
-    _, note = loader_workers(config.workers, len(shard_set.urls))
+    shard_set = (
+        shards if isinstance(shards, ShardSet) else resolve_shards(shards, config.split_names)  # type: ignore[arg-type]
+    )
+    shuffle = resolve_shuffle(config.shuffle, shard_set)
+    if shuffle != config.shuffle and shuffle == "buffer" and main:
+        err.print(
+            f"[yellow]note[/yellow] {escape(shard_set.spec)}: not local uncompressed files, so "
+            f"samples are shuffled through a buffer of {config.shuffle_buffer} (a full "
+            "reshuffle each epoch, --shuffle full, reads local shards by position)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    _, note = loader_workers(config.workers, len(shard_set.urls) if shuffle == "buffer" else None)
     if note:
         err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
-    if env.active and len(shard_set.urls) % env.world_size:
+    if env.active and shuffle == "buffer" and len(shard_set.urls) % env.world_size:
         err.print(
             f"[yellow]note[/yellow] {len(shard_set.urls)} shards over {env.world_size} "
             "processes: the ranks hold unequal shares, so an epoch (the same number of steps "
@@ -574,6 +588,7 @@ def _pretrain(
             points=config.points,
             image_size=config.image_size,
             seed=config.seed,
+            shuffle=shuffle,
             shuffle_buffer=config.shuffle_buffer,
             workers=config.workers,
             samples_per_epoch=config.samples_per_epoch,
@@ -773,9 +788,11 @@ def _pretrain(
             if result.get("probe_split") == "test"
             else (f"the {result.get('probe_split', 'val')} split")
         )
+        card = result.get("probe_protocol", "xpt")
         err.print(
             f"epoch {epochs_done} probe: linear accuracy {100 * accuracy:.1f} % on {where} of "
             f"{result.get('probe_dataset', 'the probe set')}, C={result.get('probe_C', 0):g}"
+            + ("" if card == "xpt" else f" (protocol {card})")
             + (
                 f"; best so far -> {BEST}"
                 if improved
@@ -788,6 +805,7 @@ def _pretrain(
             selection = {
                 "by": "probe_accuracy",
                 "split": result.get("probe_split"),
+                "protocol": result.get("probe_protocol", "xpt"),
                 "dataset": result.get("probe_dataset"),
                 "epoch": epochs_done,
                 "accuracy": accuracy,
@@ -923,6 +941,7 @@ def _pretrain(
         "processes": world,
         "batch_size": config.batch_size,
         "global_batch_size": config.batch_size * world,
+        "shuffle": shuffle,
         "stopped": "complete" if finished else stopped,
         "steps": step,
         "epochs_completed": epoch,

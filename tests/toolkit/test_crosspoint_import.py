@@ -211,3 +211,13 @@ def test_alpha_drop_replays_the_release_loader(release: Path, tmp_path: Path) ->
     assert settings["views_from"]["alpha"] == "drop"
     meshes = CliRunner().invoke(app, ["shard", "--alpha", "drop", "--out", str(tmp_path / "m")])
     assert meshes.exit_code == 1 and "--format crosspoint" in meshes.output
+
+    # --replay-release picks 'drop' (an explicit --alpha still wins) and says so
+    args = ["shard", str(release / "data"), "--format", "crosspoint", "--points", "64"]
+    replayed = CliRunner().invoke(app, [*args, "--replay-release", "--out", str(tmp_path / "r")])
+    assert replayed.exit_code == 0, replayed.output
+    assert "replaying the published code (--replay-release): alpha drop" in replayed.output
+    assert read_manifest(tmp_path / "r")["settings"]["views_from"]["alpha"] == "drop"
+    white = [*args, "--replay-release", "--alpha", "white", "--out", str(tmp_path / "w")]
+    assert CliRunner().invoke(app, white).exit_code == 0
+    assert read_manifest(tmp_path / "w")["settings"]["views_from"]["alpha"] == "white"

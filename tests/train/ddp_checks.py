@@ -64,7 +64,8 @@ def main(out: Path, shards: list[str], settings: dict) -> None:
         torch.save(result, out / f"rank{env.rank}.pt")
 
         urls = resolve_shards(shards).urls  # (count known, but left out below)
-        config = PretrainConfig(**settings, epochs=1, lr_schedule="epoch")
+        # (streamed: a full shuffle would index the shards and know the count)
+        config = PretrainConfig(**settings, epochs=1, lr_schedule="epoch", shuffle="buffer")
         summary = pretrain(config, ShardSet(urls, None, "uneven"), out / "run")
         (out / f"summary{env.rank}.json").write_text(json.dumps(summary))
 

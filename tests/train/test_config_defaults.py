@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from xpt.train.config import PretrainConfig
+from xpt.toolkit.shards.build import ShardConfig
+from xpt.train.config import RELEASE_PRESET, PretrainConfig, resolve_config
 
 PAPER = [  # (field, the paper's / published code's value, where it is stated)
     ("backbone", "dgcnn", "DGCNN point encoder"),
@@ -24,9 +25,45 @@ PAPER = [  # (field, the paper's / published code's value, where it is stated)
     ("lr_schedule", "epoch", "cosine by epoch, first epoch at the base lr"),
     ("global_negatives", False, "one GPU's batch as negatives"),
     ("sync_bn", False, "one process, plain BatchNorm"),
+    ("splits", "train", "every object (xpt shard's default --val-fraction 0 puts all in train)"),
+    ("shuffle", "auto", "the whole dataset reshuffled every epoch (local shards)"),
 ]
 
 
 @pytest.mark.parametrize(("name", "value", "source"), PAPER, ids=[row[0] for row in PAPER])
 def test_defaults_are_the_paper_settings(name: str, value: object, source: str) -> None:
     assert getattr(PretrainConfig(), name) == value, source
+
+
+def test_shards_hold_out_nothing_by_default() -> None:
+    """The published code pretrains on every ShapeNet object: no val split unless asked."""
+    assert ShardConfig().val_fraction == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE_PRESET))
+def test_replay_release_sets_each_switch(name: str) -> None:
+    """--replay-release: every switch at the published code's value, recorded as the preset;
+    a file or an option given with it still wins."""
+    config = resolve_config(preset="release")
+    assert getattr(config, name) == RELEASE_PRESET[name]
+    assert config.preset == "release"
+    assert resolve_config(preset="release", overrides={"lr_schedule": "epoch"}).lr_schedule == (
+        "epoch"
+    )
+
+
+def test_the_release_preset_covers_every_known_difference() -> None:
+    """The switches where the defaults differ from the published code (docs/REPRODUCE.md)."""
+    assert RELEASE_PRESET == {
+        "splits": "train,val",
+        "shuffle": "full",
+        "lr_schedule": "release",
+        "probe_split": "test",
+        "probe_protocol": "crosspoint",
+        "amp": "off",
+        "global_negatives": False,
+        "sync_bn": False,
+    }
+    defaults = PretrainConfig()
+    differ = {name for name, value in RELEASE_PRESET.items() if getattr(defaults, name) != value}
+    assert differ == {"splits", "shuffle", "lr_schedule", "probe_split", "probe_protocol"}

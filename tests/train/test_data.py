@@ -189,6 +189,16 @@ def test_workers_split_shards_deterministically(tiny_shards: Path) -> None:
     assert sorted(k for keys in runs[0] for k in keys) == sorted(k for b in in_process for k in b)
 
 
+def test_loader_workers_at_most_one_per_cpu_when_any_worker_reads_any_sample() -> None:
+    assert loader_workers(2, None, cpus=2) == (2, None)
+    workers, note = loader_workers(3, None, cpus=2)
+    assert workers == 2
+    assert note == (
+        "--workers 3 > 2 CPUs: using 2 data workers (the batches are the same with any "
+        "count); pass --workers 2 to silence this"
+    )
+
+
 def test_loader_workers_at_most_one_per_shard() -> None:
     assert loader_workers(2, shards=4, cpus=8) == (2, None)
     assert loader_workers(0, shards=1, cpus=1) == (0, None)
@@ -394,7 +404,7 @@ def test_augmentation_in_workers_equals_the_main_process(tiny_shards: Path) -> N
 def test_local_member_headers_match_tarfile(tmp_path: Path, fmt: int, mode: str) -> None:
     """The header-only reader lists the members and data tarfile does: plain, pax (long
     names), GNU long names (handed to tarfile from there on) and compressed shards."""
-    from xpt.train.data import _local_members
+    from xpt.train.tar_members import local_members
 
     path = tmp_path / "shard.tar"
     rng = np.random.default_rng(0)
@@ -411,18 +421,26 @@ def test_local_member_headers_match_tarfile(tmp_path: Path, fmt: int, mode: str)
             tar.addfile(info, io.BytesIO(data))
     with tarfile.open(path) as tar:
         expected = [
-            (m.name, m.isreg(), tar.extractfile(m).read() if m.isreg() else b"") for m in tar
+            (m.name, m.isreg(), m.offset, tar.extractfile(m).read() if m.isreg() else b"")
+            for m in tar
         ]
     with open(path, "rb") as file:
-        members = [(n, r, read() if r else b"") for n, r, read in _local_members(file)]
+        members = [(n, r, at, read() if r else b"") for n, r, at, read in local_members(file)]
     assert members == expected
+    if mode == "w":  # from any member's header on: the same members from there
+        with open(path, "rb") as file:
+            for i, (_, _, at, _) in enumerate(expected):
+                rest = [
+                    (n, r, o, read() if r else b"") for n, r, o, read in local_members(file, at)
+                ]
+                assert rest == expected[i:]
 
     if mode != "w":
         return
     whole = path.read_bytes()
     for cut in range(100, len(whole), 397):  # cut anywhere: the same members, then error or not
         path.write_bytes(whole[:cut])
-        assert _outcome(lambda: _local_members(open(path, "rb"))) == _outcome(
+        assert _outcome(lambda: local_members(open(path, "rb"))) == _outcome(
             lambda: _tarfile_members(path)
         )
 
@@ -436,7 +454,7 @@ def _tarfile_members(path: Path):
 def _outcome(members) -> list:
     out = []
     try:
-        for name, regular, read in members():
+        for name, regular, *_, read in members():
             out.append((name, regular, read() if regular else b""))
     except tarfile.ReadError:  # (the messages may differ: "empty header" after a pax one)
         out.append("ReadError")

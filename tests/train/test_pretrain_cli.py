@@ -222,7 +222,7 @@ def test_more_workers_than_shards_and_fewer_points_are_one_line_notes(
     run = tmp_path / "run"
     result = _invoke(
         tiny_shards, "--out", run, "--config", tmp_path / "run.toml", "--workers", "3",
-        "--points", "96", "--max-steps", "3",
+        "--points", "96", "--max-steps", "3", "--shuffle", "buffer",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not recwarn.list, [str(w.message) for w in recwarn.list]
@@ -237,3 +237,55 @@ def test_more_workers_than_shards_and_fewer_points_are_one_line_notes(
     )
     # the batches are those of 2 workers either way; the requested count is recorded
     assert json.loads((run / "config.json").read_text())["workers"] == 3
+
+
+def test_splits_and_a_full_reshuffle(tiny_shards: Path, tmp_path: Path) -> None:
+    """--splits train,val reads both (12 + 2 objects: 3 batches of 4); local shards are
+    reshuffled in full by default, and the summary says so."""
+    (tmp_path / "run.toml").write_text(TOML)
+    run = tmp_path / "run"
+    result = _invoke(
+        tiny_shards, "--out", run, "--config", tmp_path / "run.toml", "--splits", "train,val",
+        "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["steps_per_epoch"] == 3 and summary["shuffle"] == "full"
+    assert json.loads((run / "config.json").read_text())["splits"] == "train,val"
+
+    piped = f"pipe:cat {tiny_shards}/train-00000{{0,1}}.tar"
+    result = _invoke(
+        piped, "--out", tmp_path / "p", "--config", tmp_path / "run.toml", "--max-steps", "1",
+        "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout[result.stdout.index("{") :])["shuffle"] == "buffer"
+    assert "not local uncompressed files, so samples are shuffled through a buffer of 8" in (
+        _said(result)
+    )
+    refused = _invoke(piped, "--out", tmp_path / "q", "--config", tmp_path / "run.toml",
+                      "--shuffle", "full")  # fmt: skip
+    assert refused.exit_code == 1
+    assert "--shuffle full reads samples by position from local shard files" in _said(refused)
+
+    bad = _invoke(tiny_shards, "--out", tmp_path / "b", "--splits", "train,dev")
+    assert bad.exit_code == 1
+    assert "splits must be distinct names among train, val, test" in _said(bad)
+
+
+def test_replay_release_is_printed_and_recorded(tiny_shards: Path, tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text(TOML)
+    run = tmp_path / "run"
+    result = _invoke(
+        tiny_shards, "--out", run, "--config", tmp_path / "run.toml", "--replay-release",
+        "--max-steps", "1", "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "replaying the published code (--replay-release): splits train,val, shuffle full, "
+        "lr_schedule release, probe_split test, probe_protocol crosspoint, amp off, "
+        "global_negatives False, sync_bn False; no --probe, so no best.pt"
+    ) in _said(result)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["preset"] == "release" and saved["lr_schedule"] == "release"
+    assert json.loads(result.stdout[result.stdout.index("{") :])["steps_per_epoch"] == 3

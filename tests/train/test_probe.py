@@ -39,6 +39,11 @@ def test_the_holdout_is_stratified_seeded_and_inside_train() -> None:
     assert not np.array_equal(held, stratified_holdout(labels, 0.2, seed=4)[1])
     with pytest.raises(ValueError, match="2\\+ train objects in every class"):
         stratified_holdout(np.array([0, 0, 1]), 0.2, seed=0)
+    small = np.repeat(np.arange(19), 3)  # 20 % would be 11 objects for 19 classes
+    fit, held = stratified_holdout(small, 0.2, seed=0)
+    assert sorted(small[held]) == list(range(19)) and len(fit) == 38
+    with pytest.raises(ValueError, match="leaves too few to fit on"):
+        stratified_holdout(np.repeat(np.arange(19), 2), 0.2, seed=0)
 
 
 def test_the_val_probe_never_reads_test_objects(eval_set: Path) -> None:

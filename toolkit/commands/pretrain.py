@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperCommand
+
+if TYPE_CHECKING:
+    from xpt.train.config import PretrainConfig
 
 
 class Backbone(str, Enum):
@@ -49,6 +52,17 @@ class ProbeSplit(str, Enum):
     test = "test"
 
 
+class Shuffle(str, Enum):
+    auto = "auto"
+    full = "full"
+    buffer = "buffer"
+
+
+class ProbeProtocol(str, Enum):
+    xpt = "xpt"
+    crosspoint = "crosspoint"
+
+
 class Schedule(str, Enum):
     epoch = "epoch"
     step = "step"
@@ -83,6 +97,16 @@ def pretrain(
         Path | None,
         typer.Option("--config", help="TOML file of settings (flat keys); options override it."),
     ] = None,
+    replay_release: Annotated[
+        bool,
+        typer.Option(
+            "--replay-release",
+            help="Replay the published code where xpt's defaults differ: every split of the "
+            "set (--splits train,val), --shuffle full, --lr-schedule release, --probe-split "
+            "test --probe-protocol crosspoint, --amp off (docs/REPRODUCE.md). --config and "
+            "options still override it; config.json records preset 'release'.",
+        ),
+    ] = False,
     backbone: Annotated[
         Backbone | None, typer.Option(help="Point encoder. (default: dgcnn)")
     ] = None,
@@ -132,6 +156,23 @@ def pretrain(
         typer.Option(
             help="DataLoader workers, at most one per shard and per CPU (fewer are started, "
             "with a note). (default: 4)"
+        ),
+    ] = None,
+    splits: Annotated[
+        str | None,
+        typer.Option(
+            help="Shard splits to pretrain on, comma-separated: 'train,val' reads both (the "
+            "published code pretrains on every object; xpt shard puts every object in train "
+            "unless given --val-fraction). (default: train)"
+        ),
+    ] = None,
+    shuffle: Annotated[
+        Shuffle | None,
+        typer.Option(
+            help="full: a fresh permutation of every sample each epoch, read by position "
+            "from local shards (the published code's reshuffle); buffer: shard order plus a "
+            "1000-sample buffer (streams, remote shards); auto: full where the shards are "
+            "local files. (default: auto)"
         ),
     ] = None,
     samples_per_epoch: Annotated[
@@ -184,6 +225,14 @@ def pretrain(
             "test: the release's selection on the test split, labelled as such. (default: val)"
         ),
     ] = None,
+    probe_protocol: Annotated[
+        ProbeProtocol | None,
+        typer.Option(
+            help="The probe's linear SVM: xpt (BatchNorm statistics re-estimated, "
+            "standardised features, C cross-validated on the fit split) or crosspoint (the "
+            "release's: raw features, C=0.1, stored statistics). (default: xpt)"
+        ),
+    ] = None,
     device: Annotated[Device | None, typer.Option(help="Training device. (default: auto)")] = None,
     global_negatives: Annotated[
         bool | None,
@@ -232,7 +281,8 @@ def pretrain(
 ) -> None:
     """Pretrain point and image encoders with CrossPoint (IMID + CMID) on shards.
 
-    Settings: the paper's defaults, then --config, then the options given.
+    Settings: the paper's defaults, then --replay-release, then --config, then the options
+    given.
 
     With --resume the run's config.json replaces the defaults, less its max_steps.
 
@@ -274,6 +324,8 @@ def pretrain(
         "loss": loss,
         "amp": amp,
         "workers": workers,
+        "splits": splits,
+        "shuffle": shuffle,
         "samples_per_epoch": samples_per_epoch,
         "max_steps": max_steps,
         "checkpoint_every_steps": checkpoint_every,
@@ -286,6 +338,7 @@ def pretrain(
         "probe_per_category": probe_per_category,
         "probe_every": probe_every,
         "probe_split": probe_split,
+        "probe_protocol": probe_protocol,
         "global_negatives": global_negatives,
         "sync_bn": sync_bn,
         "tensorboard": tensorboard,
@@ -300,7 +353,10 @@ def pretrain(
         base = PretrainConfig()
         if (resume or resume_auto) and (out / CONFIG_FILE).exists():
             base = replace(load_config(out / CONFIG_FILE), max_steps=None)
-        config = resolve_config(base, config_file, overrides)
+        preset = "release" if replay_release else None
+        config = resolve_config(base, config_file, overrides, preset)
+        if main and config.preset is not None:
+            print_preset(config)
         make_folder(out)  # before any work (the probe set, the models)
         if main:  # rank 0 alone probes and reports
             check_writable(json_path)
@@ -328,3 +384,23 @@ def pretrain(
     if main:
         print_table("xpt pretrain", summary)
         write_json_report(json_path, summary)
+
+
+def print_preset(config: PretrainConfig) -> None:
+    """One line naming the preset's settings as the run resolved them (an option given
+    after the preset shows its own value), and what the preset cannot set here."""
+    from xpt.toolkit.console import err
+    from xpt.train.config import PRESETS
+
+    values = ", ".join(f"{name} {getattr(config, name)}" for name in PRESETS[config.preset])
+    missing = (
+        "; no --probe, so no best.pt (the release keeps the epoch with the best ModelNet40 "
+        "test accuracy: add --probe modelnet40 --probe-data DIR)"
+        if config.probe is None
+        else ""
+    )
+    err.print(
+        f"replaying the published code (--replay-release): {values}{missing}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -67,10 +67,12 @@ def shard(
     val_fraction: Annotated[
         float,
         typer.Option(
-            help="Share of objects in the val split (taken from the source's train split; "
-            "a source's own test split goes to the test shards, never to train or val)."
+            help="Share of objects held out in a val split (taken from the source's train "
+            "split, or from all objects of a source without splits; a source's own test "
+            "split goes to the test shards, never to train or val). By default none: "
+            "pretraining reads every object, as the paper's."
         ),
-    ] = 0.1,
+    ] = 0.0,
     image_format: Annotated[ImageFormat, typer.Option(help="How views are stored.")] = (
         ImageFormat.png
     ),
@@ -83,13 +85,23 @@ def shard(
         int | None, typer.Option(help="Keep at most this many views per object.")
     ] = None,
     alpha: Annotated[
-        Alpha,
+        Alpha | None,
         typer.Option(
             help="--format crosspoint: composite the RGBA views on white, or drop alpha as "
             "the published loader's Image.convert('RGB') does (keeping the colour under "
-            "transparent pixels). Recorded in the manifest."
+            "transparent pixels). Recorded in the manifest. (default: white; drop with "
+            "--replay-release)"
         ),
-    ] = Alpha.white,
+    ] = None,
+    replay_release: Annotated[
+        bool,
+        typer.Option(
+            "--replay-release",
+            help="Replay the published code where xpt's defaults differ: --alpha drop for "
+            "--format crosspoint (every object in train is already the default). Options "
+            "given still win.",
+        ),
+    ] = False,
     max_shard_mb: Annotated[float, typer.Option(help="Maximum shard size in MiB.")] = 256.0,
     max_samples: Annotated[
         int | None, typer.Option(help="Maximum samples per shard (default: no limit).")
@@ -135,6 +147,21 @@ def shard(
     from xpt.toolkit.shards.build import ShardConfig, run_shard
 
     check_writable(json_path)  # now, not after the shards
+    if alpha is None:
+        release = replay_release and format is Format.crosspoint
+        alpha = Alpha.drop if release else Alpha.white
+    if replay_release:
+        err.print(
+            "replaying the published code (--replay-release): "
+            + (
+                f"alpha {alpha.value}, val_fraction {val_fraction:g}"
+                if format is Format.crosspoint
+                else f"val_fraction {val_fraction:g} (views rendered from meshes have no "
+                "published counterpart: the release read 3D-R2N2's renders, --format crosspoint)"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     try:
         config = ShardConfig(
             out=out,

@@ -2,7 +2,9 @@
 
 Order and splits are reproducible: an object of a source's own ``test`` (or
 ``val``) split stays in it; any other object goes to ``val`` when
-``stable_fraction("split", key) < val_fraction``, else to ``train``. Each split is
+``stable_fraction("split", key) < val_fraction``, else to ``train`` (by default
+``val_fraction`` is 0: every such object is in ``train``, as the published code pretrains
+on every ShapeNet object). Each split is
 written in a seeded shuffled order (train, val, then test). Points are sampled with a seed
 derived from the run seed and the object key, so neither the worker count nor
 the order changes them. Workers build and encode samples in parallel; the main
@@ -110,7 +112,7 @@ class ShardConfig:
     sampler: str = "uniform"
     oversample: int = 4
     normals: bool = True
-    val_fraction: float = 0.1
+    val_fraction: float = 0.0  # the paper pretrains on every object
     image_format: str = "png"
     quality: int = 90
     points_dtype: str = "float32"
