@@ -864,6 +864,8 @@ class ShardLoader:
                     samples += len(chunk["batch"])
                 while sum(map(len, pending)) >= c.batch_size:
                     batch, pending = _take(pending, c.batch_size)
+                    if c.pin_memory and not batch.points.is_pinned():  # stitched from chunks
+                        batch = batch.pin_memory()
                     produced += 1
                     if produced > skip:
                         yield batch

@@ -459,3 +459,24 @@ def _outcome(members) -> list:
     except tarfile.ReadError:  # (the messages may differ: "empty header" after a pax one)
         out.append("ReadError")
     return out
+
+
+def test_batches_stitched_from_chunks_are_pinned_as_the_chunks(
+    tiny_shards: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With pin_memory (CUDA) a batch joined from several chunks (batch 5 over shards of 6)
+    is pinned again, so its copy to the GPU stays non-blocking (here nothing is pinned: no
+    accelerator, so every batch goes through Batch.pin_memory)."""
+    from xpt.train.data import Batch
+
+    pinned: list[list[str]] = []
+
+    def pin(batch: Batch) -> Batch:
+        pinned.append(batch.keys)
+        return batch
+
+    monkeypatch.setattr(Batch, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: False)
+    with pytest.warns(UserWarning, match="pin_memory"):  # no accelerator: torch says so
+        batches = list(_loader(tiny_shards, batch_size=5, pin_memory=True).epoch(0))
+    assert [b.keys for b in batches] == pinned and len(batches) == 2
