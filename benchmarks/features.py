@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,10 +109,7 @@ def load_point_encoder(
     ``k`` overrides DGCNN's neighbour count (required knowledge for reference state dicts,
     which do not record it; :data:`REFERENCE_K` by default).
     """
-    from xpt.train.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_torch_file
-    from xpt.train.models import build_point_encoder
-    from xpt.train.models.checkpoint import strip_module_prefix
-    from xpt.train.models.dgcnn import load_reference_state_dict
+    from xpt.train.checkpoint import CheckpointError, read_torch_file
 
     path = Path(path)
     if not path.is_file():
@@ -120,10 +118,24 @@ def load_point_encoder(
         loaded = read_torch_file(path)
     except CheckpointError as exc:
         raise EncoderError(str(exc)) from None
+    return point_encoder_from(loaded, path, k=k)
+
+
+def point_encoder_from(
+    loaded: Any, path: str | os.PathLike, *, k: int | None = None
+) -> tuple[nn.Module, EncoderInfo]:
+    """:func:`load_point_encoder` for the object already loaded from ``path`` (which is read
+    again only for its sha256)."""
+    from xpt.train.checkpoint import FORMAT, CheckpointError, checked_checkpoint
+    from xpt.train.models import build_point_encoder
+    from xpt.train.models.checkpoint import strip_module_prefix
+    from xpt.train.models.dgcnn import load_reference_state_dict
+
+    path = Path(path)
     sha = file_sha256(path)
     if isinstance(loaded, Mapping) and loaded.get("format") == FORMAT:
         try:
-            state = load_checkpoint(path)
+            state = checked_checkpoint(loaded, path)
         except CheckpointError as exc:
             raise EncoderError(str(exc)) from None
         config = state["config"]

@@ -139,8 +139,13 @@ def _first_line(exc: BaseException) -> str:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load an xpt checkpoint with ``weights_only=True``; CheckpointError naming the file
     and saying what is wrong with it (unreadable, another kind of file, incomplete)."""
+    return checked_checkpoint(read_torch_file(path, map_location), path)
+
+
+def checked_checkpoint(state: Any, path: str | os.PathLike) -> dict:
+    """``state`` (loaded from ``path``) if it is a complete xpt checkpoint of this format
+    version, else a CheckpointError naming the file and what is wrong."""
     path = Path(path)
-    state = read_torch_file(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: a PyTorch file, but not an xpt checkpoint ({_kind(state)})")
     if state.get("format_version") != FORMAT_VERSION:

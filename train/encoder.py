@@ -114,13 +114,14 @@ def load_encoder(path: str | os.PathLike, *, device: str | torch.device | None =
 
 
 def _from_checkpoint(path: Path) -> Encoder:
-    from xpt.benchmarks.features import EncoderError, load_point_encoder
-    from xpt.train.checkpoint import load_checkpoint
+    from xpt.benchmarks.features import EncoderError, point_encoder_from
+    from xpt.train.checkpoint import CheckpointError, read_torch_file
     from xpt.train.models import build_image_encoder
 
     try:
-        point, info = load_point_encoder(path)
-    except EncoderError as error:
+        loaded = read_torch_file(path)  # once: the point and image encoders both come from it
+        point, info = point_encoder_from(loaded, path)
+    except (CheckpointError, EncoderError) as error:
         raise EncoderLoadError(str(error)) from None
     proj_dim = _proj_dim(point)
     settings = {
@@ -132,7 +133,7 @@ def _from_checkpoint(path: Path) -> Encoder:
     source = {"kind": info.kind, "path": str(path), "sha256": info.sha256, "step": info.step}
     image = None
     if info.kind == "checkpoint":
-        state = load_checkpoint(path)
+        state = loaded  # checked by point_encoder_from
         config = state["config"]
         image = build_image_encoder(config["image_encoder"], proj_dim=config["proj_dim"])
         image.load_state_dict(state["models"]["image"])
