@@ -281,8 +281,7 @@ def pretrain(
 ) -> None:
     """Pretrain point and image encoders with CrossPoint (IMID + CMID) on shards.
 
-    Settings: the paper's defaults, then --replay-release, then --config, then the options
-    given.
+    Settings: paper defaults, then --replay-release, then --config, then the options given.
 
     With --resume the run's config.json replaces the defaults, less its max_steps.
 
