@@ -171,3 +171,24 @@ def test_every_object_equally_often_over_epochs(tmp_path: Path) -> None:
     loader = _loader(shards)
     counts = Counter(key for epoch in range(4) for key in _epoch_keys(loader, epoch))
     assert set(counts.values()) == {4}
+
+
+def test_ranks_read_disjoint_equal_shares_of_each_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ranks (RANK / WORLD_SIZE as torchrun sets them) over 14 objects, batches of 3:
+    2 steps each, no object on both ranks, a different split every epoch."""
+    shards = write_shard_set(tmp_path / "s", train_shards=(7, 7))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    per_epoch = []
+    for epoch in range(2):
+        shares = []
+        for rank in (0, 1):
+            monkeypatch.setenv("RANK", str(rank))
+            loader = _loader(shards, batch_size=3, workers=1 if rank else 0)
+            assert loader.steps_per_epoch == 2  # 14 // (3 * 2)
+            shares.append(_epoch_keys(loader, epoch))
+        assert [len(share) for share in shares] == [6, 6]
+        assert not set(shares[0]) & set(shares[1])
+        per_epoch.append(shares)
+    assert set(per_epoch[0][0]) != set(per_epoch[1][0])
