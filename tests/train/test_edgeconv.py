@@ -145,6 +145,24 @@ def test_knn_in_blocks_is_the_same_and_detached() -> None:
     assert torch.equal(knn(x, 12, block_bytes=1), whole)
 
 
+@pytest.mark.parametrize("channels", [3, 64, 130])
+def test_knn_distances_are_the_references_bit_for_bit(channels: int) -> None:
+    """The distances k-NN ranks are the reference's ``-xx - inner - xx^T`` with
+    ``inner = -2 x^T x`` exactly (so its ties and neighbour order), at several scales."""
+    from xpt.train.models.edgeconv import _pairwise_block
+
+    g = torch.Generator().manual_seed(channels)
+    for scale in (1e-2, 1.0, 30.0):
+        x = torch.randn(2, channels, 300, generator=g) * scale
+        x[:, :, 11] = x[:, :, 5]  # coincident points
+        inner = -2 * torch.matmul(x.transpose(2, 1), x)
+        xx = torch.sum(x**2, dim=1, keepdim=True)
+        reference = -xx - inner - xx.transpose(2, 1)
+        ours = _pairwise_block(x.transpose(2, 1), x, xx.transpose(2, 1), xx)
+        assert torch.equal(ours, reference)
+        assert torch.equal(knn(x, 16), reference.topk(k=16, dim=-1)[1])
+
+
 def test_pretrain_config_picks_the_edgeconv() -> None:
     from xpt.train.config import PretrainConfig
     from xpt.train.loop import RESUME_EXACT_FIELDS, build_models

@@ -43,11 +43,13 @@ KNN_BLOCK_BYTES = 1 << 30
 
 
 def _pairwise_block(xt_q: Tensor, x: Tensor, xx_q: Tensor, xx: Tensor) -> Tensor:
-    """``-|x_i|^2 + 2 x_i.x_j - |x_j|^2`` (B, n, N) for query rows ``xt_q`` (B, n, C), in
-    place and bit-identical to the reference's ``-xx - (-2 x^T x) - xx^T``."""
-    pairwise = torch.matmul(xt_q, x).mul_(-2)  # inner; * -2 is exact
-    # -xx_i - inner == -(inner + xx_i) exactly (rounding is symmetric under negation)
-    return pairwise.add_(xx_q).neg_().sub_(xx)
+    """``-|x_j|^2 + 2 x_i.x_j - |x_i|^2`` (B, n, N) for query rows ``xt_q`` (B, n, C),
+    bit-identical to the reference's ``-xx - inner - xx^T`` with ``inner = -2 x^T x`` (and so
+    are its ties): one BLAS call forms ``2 x_i.x_j - |x_j|^2`` (the scaling by 2 and the
+    negation are exact, one rounding for the sum, as the reference's ``-xx - inner``), then
+    ``- |x_i|^2`` in place. (``xx_q``: the query rows' squared norms (B, n, 1); ``xx``: all
+    points' (B, 1, N).)"""
+    return torch.baddbmm(xx, xt_q, x, beta=-1, alpha=2).sub_(xx_q)
 
 
 def knn(x: Tensor, k: int, *, block_bytes: int = KNN_BLOCK_BYTES) -> Tensor:
