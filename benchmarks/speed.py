@@ -356,34 +356,30 @@ def stage_loader(config: SpeedConfig) -> dict[str, Any]:
     from PIL import Image
 
     from xpt.train.augment import ImageAugmentConfig, augment_images, augment_points
-    from xpt.train.data import LoaderConfig, ShardLoader, resolve_shards
+    from xpt.train.data import LoaderConfig, time_loader
     from xpt.train.loop import POINT_AUGMENT
 
     image_config = ImageAugmentConfig(size=config.image_size)
+    # what `xpt pretrain` receives on CPU from local shards: a full reshuffle, augmented
+    # in the loader (per-object generators)
+    loader_config = LoaderConfig(
+        batch_size=config.batch,
+        points=config.points,
+        image_size=config.image_size,
+        seed=config.seed,
+        shuffle="full",
+        workers=0,
+        augment=True,
+    )
     with tempfile.TemporaryDirectory(prefix="xpt-speed-") as tmp:
         root = Path(tmp)
         write_objects(root, config.loader_objects, config.view_size, config.seed)
-        shard_set = resolve_shards(root / "shards")
-        loader = ShardLoader(
-            shard_set,
-            LoaderConfig(
-                batch_size=config.batch,
-                points=config.points,
-                image_size=config.image_size,
-                seed=config.seed,
-                workers=0,
-                shuffle_buffer=config.loader_objects,
-            ),
-        )
         generator = torch.Generator().manual_seed(config.seed)
         folders = sorted((root / "files").iterdir())
         rng = random.Random(config.seed)
 
         def ours():
-            for batch in loader.epoch(0):
-                augment_points(batch.points, generator, POINT_AUGMENT)
-                augment_points(batch.points, generator, POINT_AUGMENT)
-                augment_images(batch.images, generator, image_config)
+            time_loader(root / "shards", loader_config)
 
         def baseline():
             order = folders[:]

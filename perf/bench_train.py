@@ -102,22 +102,16 @@ def _loop_rate(config, shards: Path, run: Path) -> float:
 
 def _data_rate(config, shards: Path, passes: int = 10) -> float:
     """Objects/s of the streaming loader over ``passes`` rounds of the shards (one epoch)."""
-    from xpt.train.data import LoaderConfig, ShardLoader, resolve_shards
+    from xpt.train.data import LoaderConfig, resolve_shards, time_loader
 
-    shard_set = resolve_shards(shards)
-    loader = ShardLoader(
-        shard_set,
-        LoaderConfig(
-            batch_size=config.batch_size,
-            points=config.points,
-            image_size=config.image_size,
-            workers=config.workers,
-            samples_per_epoch=passes * shard_set.samples,
-        ),
+    loader_config = LoaderConfig(
+        batch_size=config.batch_size,
+        points=config.points,
+        image_size=config.image_size,
+        workers=config.workers,
+        samples_per_epoch=passes * resolve_shards(shards).samples,
     )
-    start = time.perf_counter()
-    samples = sum(len(batch) for batch in loader.epoch(0))
-    return samples / (time.perf_counter() - start)
+    return time_loader(shards, loader_config)["samples_per_s"]
 
 
 def _baseline_rate(config, files: Path, passes: int = 10) -> float:
