@@ -70,10 +70,12 @@ from xpt.toolkit.shards.schema import (
     decode_entry,
     decode_image,
     entry_extension,
+    open_image,
 )
 from xpt.train.augment import ImageAugmentConfig, augment_pair
 from xpt.train.sample_index import (
     IndexingError,
+    Pick,
     SampleIndex,
     build_index,
     epoch_positions,
@@ -187,9 +189,8 @@ def decode_view(entry: str, data: bytes, size: int | None = None) -> np.ndarray:
     ``schema.decode_image`` returns them (so grey and palette images are refused).
     """
     if DECODERS.get(entry_extension(entry)) is decode_image:
-        with _decode_errors(entry):  # schema.decode_image's open and load
-            image = Image.open(io.BytesIO(data))
-            image.load()
+        with _decode_errors(entry):
+            image = open_image(data)
         if image.mode == "RGBA":
             image = image.convert("RGB")
         if image.mode == "RGB":
@@ -479,9 +480,6 @@ def _shard_urls(urls: Sequence[str], seed: int, epoch: int, rep: int) -> list[di
     order = list(urls)
     random.Random(derive_seed(seed, "shards", epoch, rep)).shuffle(order)
     return [{"url": url} for url in order]
-
-
-Pick = Callable[[str, list[str]], set[str]]
 
 
 def _shard_samples(

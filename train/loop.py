@@ -556,7 +556,7 @@ def _pretrain(
         shards if isinstance(shards, ShardSet) else resolve_shards(shards, config.split_names)  # type: ignore[arg-type]
     )
     shuffle = resolve_shuffle(config.shuffle, shard_set)
-    if shuffle != config.shuffle and shuffle == "buffer" and main:
+    if config.shuffle == "auto" and shuffle == "buffer" and main:
         err.print(
             f"[yellow]note[/yellow] {escape(shard_set.spec)}: not local uncompressed files, so "
             f"samples are shuffled through a buffer of {config.shuffle_buffer} (a full "

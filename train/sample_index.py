@@ -30,7 +30,7 @@ from xpt.train.tar_members import local_members
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 MemberKey = Callable[[str, bool], tuple[str | None, str]]  # name, regular -> key, entry
-Pick = Callable[[str, list[str]], set[str]]
+Pick = Callable[[str, list[str]], set[str]]  # key, entries -> the entries worth reading
 
 
 class IndexingError(ValueError):

@@ -193,12 +193,19 @@ def decode_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Image bytes -> (H, W, C) uint8 array in the stored mode (views are RGB)."""
+def open_image(data: bytes) -> Any:
+    """Image bytes -> a decoded ``PIL.Image`` in the stored mode (read whole, so a truncated
+    or corrupt file fails here)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Image bytes -> (H, W, C) uint8 array in the stored mode (views are RGB)."""
+    with open_image(data) as image:
         return np.asarray(image)
 
 
