@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xpt.toolkit.fsio import atomic_write_json
+from xpt.toolkit.shards.schema import SPLITS as SHARD_SPLITS
 
 CONFIG_FILE = "config.json"
 
@@ -28,7 +29,6 @@ DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("epoch", "step", "release")
 PROBE_SPLITS = ("val", "test")
 PROBE_PROTOCOLS = ("xpt", "crosspoint")  # xpt.benchmarks.protocols.PROTOCOLS
-SHARD_SPLITS = ("train", "val", "test")
 SHUFFLES = ("auto", "full", "buffer")
 
 # ``--replay-release``: the published code's behaviour where xpt's defaults differ
@@ -265,10 +265,8 @@ def resolve_config(
     replace what the file says.
     """
     config = base or PretrainConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        config = config.updated({**PRESETS[preset], "preset": preset}, where=f"preset {preset}")
+    if preset is not None:  # (an unknown preset is refused by the config's own check)
+        config = config.updated({**PRESETS.get(preset, {}), "preset": preset}, where="preset")
     if file is not None:
         config = config.updated(load_toml(file), where=str(file))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}

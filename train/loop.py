@@ -555,6 +555,13 @@ def _pretrain(
     shard_set = (
         shards if isinstance(shards, ShardSet) else resolve_shards(shards, config.split_names)  # type: ignore[arg-type]
     )
+    if "test" in config.split_names and main:
+        err.print(
+            "[yellow]warning[/yellow] pretraining reads the shards' test split: an evaluation "
+            "on those objects (xpt benchmark --dataset shards) no longer holds them out",
+            highlight=False,
+            soft_wrap=True,
+        )
     shuffle = resolve_shuffle(config.shuffle, shard_set)
     if config.shuffle == "auto" and shuffle == "buffer" and main:
         err.print(

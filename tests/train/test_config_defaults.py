@@ -50,6 +50,8 @@ def test_replay_release_sets_each_switch(name: str) -> None:
     assert resolve_config(preset="release", overrides={"lr_schedule": "epoch"}).lr_schedule == (
         "epoch"
     )
+    with pytest.raises(ValueError, match="preset must be one of release, got 'nope'"):
+        resolve_config(preset="nope")
 
 
 def test_the_release_preset_covers_every_known_difference() -> None:

@@ -268,6 +268,14 @@ def test_splits_and_a_full_reshuffle(tiny_shards: Path, tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert "--shuffle full reads samples by position from local shard files" in _said(refused)
 
+    with_test = _invoke(
+        tiny_shards, "--out", tmp_path / "t", "--config", tmp_path / "run.toml", "--splits",
+        "train,test", "--max-steps", "1",
+    )  # fmt: skip
+    assert with_test.exit_code == 0, with_test.output
+    assert "warning pretraining reads the shards' test split" in _said(with_test)
+    assert "test split" not in _said(result)
+
     bad = _invoke(tiny_shards, "--out", tmp_path / "b", "--splits", "train,dev")
     assert bad.exit_code == 1
     assert "splits must be distinct names among train, val, test" in _said(bad)
