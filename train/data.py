@@ -80,6 +80,7 @@ from xpt.train.sample_index import (
     build_index,
     epoch_positions,
     is_compressed,
+    picked_sample,
     read_samples,
 )
 from xpt.train.tar_members import local_members
@@ -525,14 +526,6 @@ def _seekable_samples(url: str, pick: Pick) -> Iterator[dict]:
     with open(url, "rb") as file:
         key: str | None = None
         members: dict[str, Callable[[], bytes]] = {}
-
-        def sample() -> dict:
-            chosen = pick(key, sorted(members))  # type: ignore[arg-type]
-            out: dict[str, Any] = {"__key__": key, "__url__": url}
-            for entry in sorted(chosen):
-                out[entry] = members[entry]()
-            return out
-
         # (A sample is complete when the next one's header has been read: a shard cut off
         # inside a sample's members raises before that sample is yielded.)
         for name, regular, _, read in local_members(file):
@@ -540,12 +533,12 @@ def _seekable_samples(url: str, pick: Pick) -> Iterator[dict]:
             if member_key is None:
                 continue
             if key is not None and member_key != key:
-                yield sample()
+                yield picked_sample(key, url, members, pick)
                 members = {}
             key = member_key
             members[entry] = read
-        if members:
-            yield sample()
+        if key is not None and members:
+            yield picked_sample(key, url, members, pick)
 
 
 def _streamed_samples(url: str, pick: Pick | None = None) -> Iterator[dict]:

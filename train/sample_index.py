@@ -33,6 +33,17 @@ MemberKey = Callable[[str, bool], tuple[str | None, str]]  # name, regular -> ke
 Pick = Callable[[str, list[str]], set[str]]  # key, entries -> the entries worth reading
 
 
+def picked_sample(
+    key: str, url: str, members: dict[str, Callable[[], bytes]], pick: Pick
+) -> dict[str, Any]:
+    """``{"__key__", "__url__", entry: bytes}`` with the data of the entries ``pick`` keeps
+    among ``members`` (entry -> a reader of its data); the others are never read."""
+    sample: dict[str, Any] = {"__key__": key, "__url__": url}
+    for entry in sorted(pick(key, sorted(members))):
+        sample[entry] = members[entry]()
+    return sample
+
+
 class IndexingError(ValueError):
     """A shard that cannot be read by position (compressed); the message names it."""
 
@@ -157,9 +168,7 @@ def read_samples(
                     member, entry = member_key(name, regular)
                     if member == key:
                         members[entry] = read
-                chosen = sorted(pick(key, sorted(members)))
-                sample: dict[str, Any] = {"__key__": key, "__url__": url}
-                sample.update((entry, members[entry]()) for entry in chosen)
+                sample = picked_sample(key, url, members, pick)
             except Exception as exc:
                 on_error(key, url, exc)
                 continue
