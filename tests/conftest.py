@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -109,3 +111,31 @@ def assert_snake_case() -> Callable[[object], None]:
         assert not bad, f"keys not in snake_case: {bad}"
 
     return check
+
+
+def _started_until(
+    command: Sequence[str | Path], env: dict[str, str], ready: Callable[[], bool], what: str
+) -> subprocess.Popen:
+    """``command`` started in its own process group (so a signal can reach all of it, as a
+    terminal's Ctrl-C does), returned once ``ready()`` holds; fails if the process ends
+    first or ``what`` has not happened within 120 s."""
+    process = subprocess.Popen(
+        [str(part) for part in command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{what} within 120 s"
+        time.sleep(0.02)
+    return process
+
+
+@pytest.fixture(scope="session")
+def started_until() -> Callable[..., subprocess.Popen]:
+    """:func:`_started_until`: run a command until it is ready to be signalled."""
+    return _started_until

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -443,23 +442,18 @@ def test_bad_input_is_one_line_naming_the_path(
 # ---------------------------------------------------------------- signals
 
 
-def _stop_once_started(args: list[str], marker: Path, signum: int) -> tuple[int, str]:
+def _stop_once_started(
+    started_until, args: list[str], marker: Path, signum: int
+) -> tuple[int, str]:
     """Run ``xpt args`` in its own process group; once ``marker`` exists, send ``signum``
     to the whole group (as a terminal's Ctrl-C or a scheduler's SIGTERM does)."""
     env = {**os.environ, "XPT_NO_PROGRESS": "1", "COLUMNS": "1000"}
-    process = subprocess.Popen(
-        [str(XPT), *map(str, args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    process = started_until(
+        [XPT, *args],
+        env,
+        lambda: marker.exists() and marker.stat().st_size > 0,
+        "no object finished",
     )
-    deadline = time.monotonic() + 120
-    while not marker.exists() or not marker.stat().st_size:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no object finished within 120 s"
-        time.sleep(0.02)
     os.killpg(process.pid, signum)
     out, err = process.communicate(timeout=120)
     return process.returncode, out + err
@@ -469,7 +463,7 @@ def _stop_once_started(args: list[str], marker: Path, signum: int) -> tuple[int,
     ("command", "signum", "code"), [("render", signal.SIGINT, 130), ("shard", signal.SIGTERM, 143)]
 )
 def test_a_signal_stops_with_one_line_and_a_rerun_completes(
-    command: str, signum: int, code: int, tmp_path: Path
+    command: str, signum: int, code: int, tmp_path: Path, started_until
 ) -> None:
     meshes = tmp_path / "meshes"
     assert (
@@ -486,7 +480,7 @@ def test_a_signal_stops_with_one_line_and_a_rerun_completes(
         args = ["shard", meshes, "--out", out, "--views", "4", "--size", "32", "--workers", "2",
                 "--points", "64", "--max-samples", "1", "--val-fraction", "0"]  # fmt: skip
         marker = out / "train-000000.tar"
-    status, text = _stop_once_started(args, marker, signum)
+    status, text = _stop_once_started(started_until, args, marker, signum)
     lines = [line for line in text.splitlines() if line.strip()]
     assert status == code, text
     assert "Traceback" not in text

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -259,7 +258,7 @@ def _worker_pids(parent: int) -> dict[int, int]:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_sigterm_to_one_rank_checkpoints_all_and_resume_auto_continues(
-    make_shards, tmp_path: Path, tiny_settings: dict
+    make_shards, tmp_path: Path, tiny_settings: dict, started_until
 ) -> None:
     shards = make_shards(tmp_path / "s", train_shards=(4, 4, 4, 4), val_samples=0)
     run = tmp_path / "run"
@@ -270,19 +269,9 @@ def test_sigterm_to_one_rank_checkpoints_all_and_resume_auto_continues(
     assert first["steps"] == 3
     toml = _settings_file(tmp_path / "t.toml", settings)
     resume = ["pretrain", shards, "--out", run, "--config", toml, "--resume", "auto"]
-    process = subprocess.Popen(
-        _torchrun("--no-python", XPT, *resume),
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    process = started_until(
+        _torchrun("--no-python", XPT, *resume), ENV, lambda: len(_metrics(run)) >= 5, "no step"
     )
-    deadline = time.monotonic() + 120
-    while len(_metrics(run)) < 5:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no step within 120 s"
-        time.sleep(0.05)
     os.kill(_worker_pids(process.pid)[1], signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0, err[-3000:]

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,26 +40,17 @@ def _steps(run: Path) -> list[dict]:
     return read_metrics(run) if (run / "metrics.jsonl").exists() else []
 
 
-def _start_and_signal(shards: Path, run: Path, config: PretrainConfig, signum: int):
+def _start_and_signal(started_until, shards: Path, run: Path, config: PretrainConfig, signum: int):
     """``xpt pretrain`` in its own process group; once its first metrics line is written,
     ``signum`` goes to the whole group (as a terminal's Ctrl-C or a scheduler's SIGTERM)."""
     toml = run.parent / "settings.toml"
     toml.write_text(
         "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.to_dict().items() if v is not None)
     )
-    process = subprocess.Popen(
-        [str(XPT), "pretrain", str(shards), "--out", str(run), "--config", str(toml)],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not _steps(run):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no step within 120 s"
-        time.sleep(0.02)
+    process = started_until(
+        [XPT, "pretrain", shards, "--out", run, "--config", toml], ENV, lambda: bool(_steps(run)),
+        "no step",
+    )  # fmt: skip
     os.killpg(process.pid, signum)
     _, err = process.communicate(timeout=120)
     return process.returncode, " ".join(err.split())
@@ -70,11 +60,17 @@ def _start_and_signal(shards: Path, run: Path, config: PretrainConfig, signum: i
     ("signum", "code", "workers"), [(signal.SIGTERM, 143, 2), (signal.SIGINT, 130, 0)]
 )
 def test_a_signal_saves_last_pt_and_resume_continues_exactly(
-    tiny_shards: Path, tmp_path: Path, tiny_settings: dict, signum: int, code: int, workers: int
+    tiny_shards: Path,
+    tmp_path: Path,
+    tiny_settings: dict,
+    signum: int,
+    code: int,
+    workers: int,
+    started_until,
 ) -> None:
     config = _config({**tiny_settings, "workers": workers})
     run = tmp_path / "run"
-    status, said = _start_and_signal(tiny_shards, run, config, signum)
+    status, said = _start_and_signal(started_until, tiny_shards, run, config, signum)
     assert status == code, said
     steps = len(_steps(run))
     assert f"interrupted at step {steps}; resume with --resume" in said
