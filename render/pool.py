@@ -40,6 +40,7 @@ from xpt.render.output import (
     object_dir,
     read_manifest_keys,
 )
+from xpt.toolkit.cpus import usable_cpus
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import atomic_write_text, make_folder
 from xpt.toolkit.interrupts import (
@@ -371,18 +372,11 @@ def render_objects(
     return summary
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str, stop: StopRequest) -> None:
     """Feed ``pending`` to ``count`` workers until every object is done or failed, or,
     once ``stop`` is set, until the objects being rendered are."""
     context = multiprocessing.get_context("spawn")
-    args = (run.config, str(run.out), job, max(1, _cpu_count() // count))
+    args = (run.config, str(run.out), job, max(1, usable_cpus() // count))
     pool = [_Worker(context, args) for _ in range(count)]
     renderers: list[str] = []
     try:

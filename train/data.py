@@ -35,7 +35,6 @@ import functools
 import io
 import itertools
 import math
-import os
 import random
 import re
 import tarfile
@@ -51,6 +50,7 @@ import webdataset as wds
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset
 
+from xpt.toolkit.cpus import usable_cpus
 from xpt.toolkit.failures import Failure
 from xpt.toolkit.interrupts import ignore_interrupts
 from xpt.toolkit.seeding import derive_seed
@@ -433,14 +433,6 @@ class LoaderConfig:
     pin_memory: bool = False
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def loader_workers(
     requested: int, shards: int | None, cpus: int | None = None
 ) -> tuple[int, str | None]:
@@ -528,7 +520,7 @@ def _seekable_samples(url: str, pick: Pick) -> Iterator[dict]:
         members: dict[str, Callable[[], bytes]] = {}
         # (A sample is complete when the next one's header has been read: a shard cut off
         # inside a sample's members raises before that sample is yielded.)
-        for name, regular, _, read in local_members(file):
+        for name, regular, _, _, _, read in local_members(file):
             member_key, entry = _member_key(name, regular)
             if member_key is None:
                 continue
@@ -726,7 +718,7 @@ class EpochStream(IterableDataset):
 
         def batches() -> Iterator[Batch]:
             for chunk in chunks:
-                samples = read_samples(index, chunk, _member_key, pick, failed)
+                samples = read_samples(index, chunk, pick, failed)
                 chosen = _choose_view(samples, c.seed, self.epoch, rep, handler)
                 decoded = list(_decode(chosen, c, self.epoch, rep, handler, fewest))
                 if decoded:
@@ -988,7 +980,7 @@ def index_shards(shards: ShardSet, on_fault: Callable[[Failure], None]) -> Sampl
         on_fault(Failure(Path(url).name, url, STAGE, _shard_reason(exn)))
 
     try:
-        return build_index(shards.urls, fault)
+        return build_index(shards.urls, fault, _member_key)
     except IndexingError as exc:
         raise ShardSpecError(str(exc)) from None
 

@@ -1,8 +1,9 @@
 """Members of a local tar file read from their headers alone (data read on demand).
 
 The streaming loader uses it to skip the views a sample does not need, and the sample
-index (``--shuffle full``) to find where each sample starts. Plain ustar and pax headers are
-parsed here at a fraction of ``tarfile``'s cost; anything else is handed to ``tarfile``.
+index (``--shuffle full``) to record where the data of each sample's members lies. Plain
+ustar and pax headers are parsed here at a fraction of ``tarfile``'s cost; anything else is
+handed to ``tarfile``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,22 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-# name, regular file, where its header (or the extended headers before it) starts in the
-# file (in the decompressed stream of a compressed tar), reads its data
-Member = tuple[str, bool, int, Callable[[], bytes]]
+
+class Member(NamedTuple):
+    """One tar member. Offsets are in the file (in the decompressed stream of a compressed
+    tar): ``header`` where its header (or the extended headers before it) starts, ``data``
+    where its data starts; ``read`` reads the data."""
+
+    name: str
+    regular: bool
+    header: int
+    data: int
+    size: int
+    read: Callable[[], bytes]
+
+
 _BLOCK = 512
 _REGULAR_TYPES = (b"0", b"\0", b"7")
 _PLAIN_TYPES = (*_REGULAR_TYPES, b"1", b"2", b"3", b"4", b"5", b"6")  # header says it all
@@ -114,7 +126,7 @@ def local_members(file: Any, start: int = 0) -> Iterator[Member]:
                 raise tarfile.ReadError("unexpected end of data")
             return out
 
-        yield name, regular, header_at, read
+        yield Member(name, regular, header_at, data, size, read)
         offset = data + (-(-size // _BLOCK) * _BLOCK if regular else 0)
     file.seek(offset)
     # (not closed here: its members are read after this generator may have ended; the
@@ -126,4 +138,6 @@ def local_members(file: Any, start: int = 0) -> Iterator[Member]:
         def extract(member: tarfile.TarInfo = member) -> bytes:
             return tar.extractfile(member).read()  # type: ignore[union-attr]
 
-        yield member.name, member.isreg(), member.offset, extract
+        yield Member(
+            member.name, member.isreg(), member.offset, member.offset_data, member.size, extract
+        )

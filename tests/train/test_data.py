@@ -421,19 +421,18 @@ def test_local_member_headers_match_tarfile(tmp_path: Path, fmt: int, mode: str)
             tar.addfile(info, io.BytesIO(data))
     with tarfile.open(path) as tar:
         expected = [
-            (m.name, m.isreg(), m.offset, tar.extractfile(m).read() if m.isreg() else b"")
-            for m in tar
+            (m.name, m.isreg(), m.offset, m.offset_data, m.size, _data(tar, m)) for m in tar
         ]
     with open(path, "rb") as file:
-        members = [(n, r, at, read() if r else b"") for n, r, at, read in local_members(file)]
+        members = [(*m[:5], m.read() if m.regular else b"") for m in local_members(file)]
     assert members == expected
     if mode == "w":  # from any member's header on: the same members from there
         with open(path, "rb") as file:
-            for i, (_, _, at, _) in enumerate(expected):
-                rest = [
-                    (n, r, o, read() if r else b"") for n, r, o, read in local_members(file, at)
-                ]
+            for i, (_, _, at, data, size, content) in enumerate(expected):
+                rest = [(*m[:5], m.read() if m.regular else b"") for m in local_members(file, at)]
                 assert rest == expected[i:]
+                file.seek(data)
+                assert file.read(size) == content  # the data lies where the member says
 
     if mode != "w":
         return
@@ -443,6 +442,10 @@ def test_local_member_headers_match_tarfile(tmp_path: Path, fmt: int, mode: str)
         assert _outcome(lambda: local_members(open(path, "rb"))) == _outcome(
             lambda: _tarfile_members(path)
         )
+
+
+def _data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    return tar.extractfile(member).read() if member.isreg() else b""  # type: ignore[union-attr]
 
 
 def _tarfile_members(path: Path):

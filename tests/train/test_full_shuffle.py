@@ -16,6 +16,7 @@ from xpt.train.data import (
     LoaderConfig,
     ShardLoader,
     ShardSpecError,
+    _member_key,
     resolve_shards,
 )
 from xpt.train.sample_index import build_index, epoch_positions
@@ -142,14 +143,25 @@ def test_a_sample_that_breaks_when_read_is_skipped_and_recorded(tmp_path: Path) 
 def test_index_matches_tarfile(tmp_path: Path) -> None:
     shards = write_shard_set(tmp_path / "s", train_shards=(5,))
     path = str(shards / "train-000000.tar")
-    index = build_index([path], lambda url, exn: pytest.fail(str(exn)))
+    index = build_index([path], lambda url, exn: pytest.fail(str(exn)), _member_key)
     with tarfile.open(path) as tar:
-        firsts = {}
+        members: dict[str, list] = {}
         for member in tar:
-            firsts.setdefault(member.name.partition(".")[0], member.offset)
-    assert list(index.keys) == list(firsts)
-    assert index.start.tolist() == list(firsts.values())
-    assert index.stop[:-1].tolist() == index.start[1:].tolist()
+            key, entry = _member_key(member.name, member.isreg())
+            sample = members.setdefault(member.name.partition(".")[0], [])
+            if key is not None:
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                sample.append((entry, member.offset_data, member.size, data))
+    assert list(index.keys) == list(members)
+    with open(path, "rb") as file:
+        for i, expected in enumerate(members.values()):
+            assert index.members(i) == [m[:3] for m in expected]
+            for (_, offset, size), (*_, data) in zip(index.members(i), expected, strict=True):
+                file.seek(offset)
+                assert file.read(size) == data
+    # only what training reads is recorded: points and views, never the json
+    assert set(index.entries) == {e for m in members.values() for e, *_ in m}
+    assert not any(entry.endswith("json") for entry in index.entries)
 
 
 def test_full_shuffle_needs_local_uncompressed_shards(tmp_path: Path) -> None:
