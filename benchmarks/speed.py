@@ -21,9 +21,12 @@ Stages (the baselines are what the CrossPoint release, or a first script, does):
   ResNet, the CrossPoint loss): xpt's defaults (fast EdgeConv; on CUDA also bf16 autocast
   and channels_last) against the release's (plain EdgeConv, float32); ms per step.
 - ``loader``: objects/s to augmented training batches from the same synthetic objects:
-  xpt's ``ShardLoader`` over shards + batched augmentations, against a release-style
-  loader over the loose files (glob the object's views, PIL-decode one, read the PLY, augment
-  each sample on its own, stack), both in the main process (no workers).
+  one epoch of xpt's ``ShardLoader`` as ``xpt pretrain`` runs it on CPU from local shards
+  (full reshuffle, augmentation in its DataLoader workers, as many as pretraining's default
+  starts here; the sample index built once before, as a run does: its time is
+  ``setup_s``), against a release-style loader over the loose files (glob the object's
+  views, PIL-decode one, read the PLY, augment each sample on its own, stack) in the main
+  process (no workers).
 - ``render``: views/s of :class:`~xpt.render.renderer.ObjectRenderer` (one GL context,
   meshes uploaded once) against stock pyrender with a new renderer and scene per view.
 - ``linear_eval``: one linear SVM fit + predict (the ``crosspoint`` card, C=0.1) on a
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import platform
@@ -80,7 +84,7 @@ class SpeedConfig:
     emb_dims: int = 1024
     image_size: int = 224
     image_encoder: str = "resnet50"
-    loader_objects: int = 64
+    loader_objects: int = 256  # enough that worker start-up is not most of an epoch
     view_size: int = 137
     render_objects: int = 4
     render_size: int = 137
@@ -101,7 +105,7 @@ class SpeedConfig:
             emb_dims=128,
             image_size=32,
             image_encoder="resnet18",
-            loader_objects=16,
+            loader_objects=64,
             view_size=64,
             render_objects=1,
             render_size=64,
@@ -356,19 +360,21 @@ def stage_loader(config: SpeedConfig) -> dict[str, Any]:
     from PIL import Image
 
     from xpt.train.augment import ImageAugmentConfig, augment_images, augment_points
-    from xpt.train.data import LoaderConfig, time_loader
+    from xpt.train.config import PretrainConfig
+    from xpt.train.data import LoaderConfig, ShardLoader, loader_workers, resolve_shards
     from xpt.train.loop import POINT_AUGMENT
 
     image_config = ImageAugmentConfig(size=config.image_size)
     # what `xpt pretrain` receives on CPU from local shards: a full reshuffle, augmented
-    # in the loader (per-object generators)
+    # in the loader's workers (per-object generators)
+    workers = loader_workers(PretrainConfig.workers, None)[0]
     loader_config = LoaderConfig(
         batch_size=config.batch,
         points=config.points,
         image_size=config.image_size,
         seed=config.seed,
         shuffle="full",
-        workers=0,
+        workers=workers,
         augment=True,
     )
     with tempfile.TemporaryDirectory(prefix="xpt-speed-") as tmp:
@@ -377,9 +383,14 @@ def stage_loader(config: SpeedConfig) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(config.seed)
         folders = sorted((root / "files").iterdir())
         rng = random.Random(config.seed)
+        start = time.perf_counter()
+        loader = ShardLoader(resolve_shards(root / "shards"), loader_config, None, None)
+        setup = time.perf_counter() - start
+        epochs = itertools.count()
 
         def ours():
-            time_loader(root / "shards", loader_config)
+            for _ in loader.epoch(next(epochs)):
+                pass
 
         def baseline():
             order = folders[:]
@@ -405,7 +416,7 @@ def stage_loader(config: SpeedConfig) -> dict[str, Any]:
 
         ours_s, base_s = interleaved(ours, baseline, config.repeats)
     n = config.loader_objects
-    return result(n / ours_s, n / base_s, "objects/s", workers=0)
+    return result(n / ours_s, n / base_s, "objects/s", workers=workers, setup_s=setup)
 
 
 # ------------------------------------------------------------------------------ render

@@ -1022,11 +1022,23 @@ def time_loader(
 ) -> dict[str, float]:
     """Time one epoch of :class:`ShardLoader` as the training loop receives it (with
     ``config.augment``: augmented inputs included). Returns ``samples``, ``seconds``,
-    ``samples_per_s`` and ``first_batch_s`` (start-up, shuffle-buffer fill and first chunk).
+    ``samples_per_s`` and ``first_batch_s`` of the epoch (``first_batch_s``: worker start-up,
+    shuffle-buffer fill and first chunk), and ``setup_s``: building the loader before it
+    (the sample index with ``shuffle="full"``, which a run builds once for all its epochs).
     The speed harness's entry point for the data path."""
     import time
 
+    start = time.perf_counter()
     loader = ShardLoader(resolve_shards(shards), config, on_error=None, on_note=None)
+    setup = time.perf_counter() - start
+    return {"setup_s": setup, **time_epoch(loader, epoch)}
+
+
+def time_epoch(loader: ShardLoader, epoch: int) -> dict[str, float]:
+    """``samples``, ``seconds``, ``samples_per_s`` and ``first_batch_s`` of one epoch of
+    ``loader`` (see :func:`time_loader`)."""
+    import time
+
     start = time.perf_counter()
     first, samples = None, 0
     for batch in loader.epoch(epoch):

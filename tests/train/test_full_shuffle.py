@@ -204,3 +204,15 @@ def test_ranks_read_disjoint_equal_shares_of_each_epoch(
         assert not set(shares[0]) & set(shares[1])
         per_epoch.append(shares)
     assert set(per_epoch[0][0]) != set(per_epoch[1][0])
+
+
+def test_time_loader_times_one_epoch_after_building_the_index(tmp_path: Path) -> None:
+    from xpt.train.data import time_loader
+
+    shards = write_shard_set(tmp_path / "s", train_shards=(7, 5, 8))  # 20 objects
+    config = LoaderConfig(batch_size=4, points=48, image_size=24, shuffle="full", augment=True)
+    figures = time_loader(shards, config, epoch=1)
+    assert figures["samples"] == 20  # one epoch: 5 batches of 4
+    assert figures["samples_per_s"] == pytest.approx(20 / figures["seconds"])
+    assert 0 < figures["first_batch_s"] <= figures["seconds"]
+    assert figures["setup_s"] > 0  # the index, built before the epoch's clock starts
