@@ -19,8 +19,11 @@ first. The changes (compatibility shims with pyrender 0.1.45 / PyOpenGL 3.1.0):
 3. ``mesh.vert`` computes the normal matrix as ``transpose(inverse(M))`` per vertex; our
    meshes are baked into the normalised frame and drawn with identity model matrices, so
    ``M`` itself is the normal matrix (it would also be for any rotation + uniform scale).
-4. Reproducible draw order: translucent meshes far to near by their bounding-box centre,
-   ties broken by node name (pyrender leaves ties in a set's order, different every run).
+4. Reproducible draw and light order: translucent meshes far to near by their bounding-box
+   centre, ties broken by node name (pyrender leaves ties in a set's order, different every
+   run), and lights bound to the shader's light slots in node-name order (pyrender takes
+   them from a set too, so the shader summed the lights in an order that changed from run
+   to run, and now and then a pixel by 1).
 5. Blending keeps alpha a coverage value: pyrender's ``glBlendFunc(SRC_ALPHA,
    ONE_MINUS_SRC_ALPHA)`` also blends alpha with itself (a^2 + ...); ``glBlendFuncSeparate``
    gives the "over" operator for alpha, so colour stays premultiplied by coverage.
@@ -184,6 +187,20 @@ def _framebuffer(colour: int, depth: int) -> int:
     return framebuffer
 
 
+class _LightsByName:
+    """``scene`` with its ``light_nodes`` in name order, for pyrender's light binding."""
+
+    def __init__(self, scene: pyrender.Scene):
+        self._scene = scene
+
+    def __getattr__(self, name: str):
+        return getattr(self._scene, name)
+
+    @property
+    def light_nodes(self) -> list[pyrender.Node]:
+        return sorted(self._scene.light_nodes, key=lambda node: node.name or "")
+
+
 class _ReadbackRenderer(pyrender.Renderer):
     """pyrender's renderer, reading RGBA always and depth only when ``read_depth`` is set.
 
@@ -222,6 +239,9 @@ class _ReadbackRenderer(pyrender.Renderer):
         return [n for n in nodes if not n.mesh.is_transparent] + [
             n for n in nodes if n.mesh.is_transparent
         ]
+
+    def _bind_lighting(self, scene: pyrender.Scene, program, node, flags) -> None:
+        super()._bind_lighting(_LightsByName(scene), program, node, flags)
 
     def _configure_main_framebuffer(self) -> None:
         # pyrender draws into ``_main_fb_ms`` and reads from ``_main_fb``; here the first is

@@ -339,9 +339,10 @@ def light_rig(scene: pyrender.Scene, camera_node: pyrender.Node) -> None:
 
     from xpt.render.cameras import look_at
 
-    for direction, intensity in LIGHTS:
+    for index, (direction, intensity) in enumerate(LIGHTS):
         d = np.asarray(direction, dtype=np.float64)
         # A directional light shines along its node's -Z axis: place it "behind" its direction.
         pose = look_at(-d / np.linalg.norm(d))
         light = pyrender.DirectionalLight(color=np.ones(3), intensity=intensity)
-        scene.add(light, pose=pose, parent_node=camera_node)
+        # named in order: the renderer binds lights to the shader in name order
+        scene.add(light, name=f"light{index:02d}", pose=pose, parent_node=camera_node)

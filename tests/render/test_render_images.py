@@ -97,14 +97,20 @@ def test_saved_cameras_project_points_onto_their_rendered_pixels(tmp_path: Path)
 
 
 def test_same_seed_gives_identical_images_and_another_seed_other_views() -> None:
+    """Bit-identical, every time: this table under the light rig used to change one pixel by
+    1 in about half of its renders (pyrender bound the lights in a set's order)."""
     scene = procedural.generate("table", 3)
     images = []
     for seed in (5, 5, 6):
         with ObjectRenderer(RenderConfig(views=3, size=64, seed=seed)) as renderer:
             images.append(renderer.render(scene, "procedural_table_3"))
-    assert all(np.array_equal(a, b) for a, b in zip(images[0].color, images[1].color, strict=True))
-    assert images[0].cameras == images[1].cameras
-    assert images[0].cameras != images[2].cameras
+            if seed == 5 and len(images) == 1:
+                images += [renderer.render(scene, "procedural_table_3") for _ in range(6)]
+    first, again, other = images[0], images[1:-1], images[-1]
+    for image in again:
+        assert all(np.array_equal(a, b) for a, b in zip(first.color, image.color, strict=True))
+        assert image.cameras == first.cameras
+    assert other.cameras != first.cameras
 
 
 def test_transparent_background_alpha_depth_and_mask_agree() -> None:
