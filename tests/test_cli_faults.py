@@ -439,6 +439,28 @@ def test_bad_input_is_one_line_naming_the_path(
     assert not changed, f"changed or removed: {sorted(changed)}"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["inspect"], ["verify"], ["plot"], ["render", "--out", "OUT"], ["shard", "--out", "OUT"],
+        ["merge", "--out", "OUT"], ["export", "--out", "OUT"], ["pretrain", "--out", "OUT"],
+    ],
+)  # fmt: skip
+def test_error_lines_print_paths_with_brackets_as_they_are(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path such as "chairs [old]" is named verbatim: not read as console markup, which
+    swallowed "[old]" and turned what follows "[red]" red."""
+    for stream in (console.out, console.err):
+        monkeypatch.setattr(stream, "width", 1000)
+    missing = tmp_path / "chairs [old] and [red]tables"
+    args = [command[0], missing, *(tmp_path / "out" if a == "OUT" else a for a in command[1:])]
+    result = _invoke(args)
+    assert result.exit_code == 1, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("error "))
+    assert str(missing) in line, result.output
+
+
 # ---------------------------------------------------------------- signals
 
 

@@ -78,13 +78,12 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         from rich.markup import escape
 
-        from xpt.toolkit.console import err
+        from xpt.toolkit.console import err, error_exit
 
         try:
             return command(*args, **kwargs)
         except OSError as error:
-            err.print(f"[red]error[/red] {escape(os_error_line(error))}", highlight=False)
-            raise typer.Exit(code=1) from None
+            raise error_exit(os_error_line(error)) from None
         except Interrupted as stopped:
             err.print(escape(str(stopped)), highlight=False, soft_wrap=True)
             raise typer.Exit(code=stopped.exit_code) from None

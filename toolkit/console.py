@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -36,6 +37,13 @@ T = TypeVar("T")
 
 out = Console()
 err = Console(stderr=True)
+
+
+def error_exit(message: str) -> typer.Exit:
+    """Print ``error <message>`` on stderr as one line and return the exit (status 1) for
+    the caller to raise. ``message`` is plain text (file names may hold ``[``), never markup."""
+    err.print(f"[red]error[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
 
 
 class _RateColumn(ProgressColumn):

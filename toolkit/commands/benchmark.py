@@ -185,15 +185,11 @@ def benchmark(
     from xpt.benchmarks.protocols import PointsSpec, protocol_card
     from xpt.benchmarks.report import print_report, report_json, write_plots
     from xpt.benchmarks.run import BenchmarkConfig, run_benchmark
-    from xpt.toolkit.console import err, write_json_report
+    from xpt.toolkit.console import err, error_exit, write_json_report
     from xpt.toolkit.fsio import check_writable
 
-    def fail(message: str) -> typer.Exit:
-        err.print(f"[red]error[/red] {escape(message)}", highlight=False)
-        return typer.Exit(code=1)
-
     if checkpoint is None and not random_init:
-        raise fail("give --checkpoint PATH, or --random-init to evaluate untrained encoders")
+        raise error_exit("give --checkpoint PATH, or --random-init to evaluate untrained encoders")
     check_writable(plot, json_path)  # now, not after the evaluation
     try:
         card = protocol_card(
@@ -228,9 +224,9 @@ def benchmark(
         )
         report = run_benchmark(config)
     except (DatasetError, EncoderError, ValueError) as error:
-        raise fail(str(error)) from None
+        raise error_exit(str(error)) from None
     except OSError as error:  # e.g. a cache folder that cannot be written
-        raise fail(f"{error.filename or cache_dir}: {error.strerror}") from None
+        raise error_exit(f"{error.filename or cache_dir}: {error.strerror}") from None
     if json_path != "-":
         print_report(report)
     try:
@@ -239,4 +235,4 @@ def benchmark(
                 err.print(f"plot: {escape(str(path))}", highlight=False)
         write_json_report(json_path, report_json(report))
     except OSError as error:
-        raise fail(f"{error.filename}: cannot write: {error.strerror}") from None
+        raise error_exit(f"{error.filename}: cannot write: {error.strerror}") from None

@@ -32,11 +32,10 @@ def demo(
     (checkpoints, best.pt, metrics.jsonl), benchmark.json, benchmark-*.png and demo.json
     (pretrained vs random init). Run it again to resume; finished stages are skipped.
     """
-    from rich.markup import escape
 
     from xpt.benchmarks.datasets import DatasetError
     from xpt.benchmarks.features import EncoderError
-    from xpt.toolkit.console import err
+    from xpt.toolkit.console import error_exit
     from xpt.toolkit.demo import DemoConfig, run_demo
     from xpt.toolkit.fsio import check_writable, make_folder
     from xpt.train.loop import TrainingError
@@ -49,5 +48,4 @@ def demo(
     try:
         run_demo(config, json_path)
     except (DatasetError, EncoderError, TrainingError, ValueError) as error:
-        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
-        raise typer.Exit(code=1) from None
+        raise error_exit(str(error)) from None

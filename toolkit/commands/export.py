@@ -33,7 +33,7 @@ def export(
     `xpt.load_encoder(OUT)` loads it back. Nothing is uploaded: share it with, for example,
     `huggingface-cli upload USER/NAME OUT`.
     """
-    from xpt.toolkit.console import err
+    from xpt.toolkit.console import err, error_exit
     from xpt.toolkit.export import export_encoder
     from xpt.toolkit.shards.manifest import ManifestError
     from xpt.train.encoder import EncoderLoadError
@@ -43,6 +43,5 @@ def export(
             source, out, with_image=with_image, benchmark=benchmark, shards=shards
         )
     except (EncoderLoadError, ManifestError, ValueError) as error:
-        err.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from error
+        raise error_exit(str(error)) from error
     err.print(f"exported to {folder}", highlight=False, soft_wrap=True)

@@ -32,9 +32,8 @@ def inspect(
     Also checks that every shard file the manifest lists exists with its recorded size
     (exit 1 naming each that does not); `xpt verify` reads and checks the contents.
     """
-    from rich.markup import escape
 
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.inspect import (
         category_rows,
@@ -46,25 +45,16 @@ def inspect(
     from xpt.toolkit.shards.remote import is_remote, local_only
 
     if is_remote(spec):
-        err.print(
-            f"[red]error[/red] {escape(local_only(spec, 'inspect'))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=1)
+        raise error_exit(local_only(spec, "inspect"))
     directory = Path(spec)
 
-    def fail(message: str) -> typer.Exit:
-        err.print(f"[red]error[/red] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(code=1)
-
     if not directory.exists():
-        raise fail(f"{directory}: no such file or folder")
+        raise error_exit(f"{directory}: no such file or folder")
     if not directory.is_dir():
-        raise fail(f"{directory}: a file, not a shard folder")
+        raise error_exit(f"{directory}: a file, not a shard folder")
     sets = find_shard_sets(directory)
     if not sets:
-        raise fail(f"{directory}: no manifest.json (not a shard set)")
+        raise error_exit(f"{directory}: no manifest.json (not a shard set)")
     check_writable(preview, json_path)
     try:
         summaries = [summarize(folder) for folder in sets]
@@ -79,15 +69,15 @@ def inspect(
             write_preview(sets[0], preview, samples=samples)
             err.print(f"preview written to {preview}", highlight=False, soft_wrap=True)
     except (ManifestError, ValueError, EOFError) as error:  # (OSError: see xpt.toolkit.cli)
-        raise fail(str(error)) from error
+        raise error_exit(str(error)) from error
     except tarfile.TarError as error:
-        raise fail(f"{directory}: damaged shard ({error}); run `xpt verify`") from error
+        raise error_exit(f"{directory}: damaged shard ({error}); run `xpt verify`") from error
     write_json_report(
         json_path, {"sets": summaries, "categories": categories, "problems": problems}
     )
     for problem in problems:
         err.print(f"[red]damaged[/red] {problem}", highlight=False, soft_wrap=True)
     if problems:
-        raise fail(
+        raise error_exit(
             f"{directory}: {len(problems)} shard file(s) damaged; `xpt verify` checks contents"
         )

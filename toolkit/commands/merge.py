@@ -34,7 +34,7 @@ def merge(
     """
     from rich.markup import escape
 
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.merge import MergeError, merge_parts
 
@@ -42,8 +42,7 @@ def merge(
     try:
         result = merge_parts(parts, out)
     except MergeError as error:
-        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
+        raise error_exit(str(error)) from None
     if str(json_path) != "-":  # stdout then carries the JSON alone
         print_table("xpt merge", result.summary())
     if result.copied:

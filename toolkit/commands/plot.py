@@ -19,12 +19,11 @@ def plot(
     Each run is a line in every panel, so ablations compare at a glance. `xpt pretrain` also
     writes RUN/curves.png for its own run at every epoch end.
     """
-    from xpt.toolkit.console import err
+    from xpt.toolkit.console import err, error_exit
     from xpt.train.curves import write_curves
 
     try:
         written = write_curves(list(runs), out)
     except FileNotFoundError as error:
-        err.print(f"[red]error[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from error
+        raise error_exit(str(error)) from error
     err.print(f"curves of {len(runs)} run(s) written to {written}", highlight=False, soft_wrap=True)

@@ -297,7 +297,7 @@ def pretrain(
 
     from xpt.benchmarks.datasets import DatasetError
     from xpt.benchmarks.probe import build_probe
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable, make_folder
     from xpt.toolkit.interrupts import Interrupted
     from xpt.train.checkpoint import CheckpointError
@@ -374,8 +374,7 @@ def pretrain(
         DatasetError,
         DistributedError,
     ) as error:
-        err.print(f"[red]error[/red] {who}{error}", highlight=False)
-        raise typer.Exit(code=1) from error
+        raise error_exit(f"{who}{error}") from error
     except Interrupted as stopped:
         if main:
             err.print(str(stopped), highlight=False)

@@ -114,7 +114,7 @@ def render(
     from xpt.render.config import RenderConfig
     from xpt.render.gl import RenderError
     from xpt.render.pool import run_render
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
 
     check_writable(preview, json_path)  # now, not after the renders
@@ -148,8 +148,7 @@ def render(
             preview=preview,
         )
     except (ValueError, RenderError) as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(code=1) from None
+        raise error_exit(str(exc)) from None
     report = summary.to_json()
     rows = {k: v for k, v in report.items() if k not in ("failures", "note")}
     if preview is not None:
@@ -160,7 +159,6 @@ def render(
         err.print(f"[yellow]note[/yellow] {escape(summary.note)}", highlight=False)
     write_json_report(json_path, report)
     if summary.all_failed:
-        err.print(f"[red]error[/red] every object failed: see {escape(str(out))}/failures*.jsonl")
-        raise typer.Exit(code=1)
+        raise error_exit(f"every object failed: see {out}/failures*.jsonl")
     if strict and (summary.failed or summary.unread):
         raise typer.Exit(code=1)

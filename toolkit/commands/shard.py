@@ -141,7 +141,7 @@ def shard(
     """
     from rich.markup import escape
 
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.partition import parse_part
     from xpt.toolkit.shards.build import ShardConfig, run_shard
@@ -193,8 +193,7 @@ def shard(
         )
         result = run_shard(config)
     except (ValueError, RuntimeError) as error:  # settings, sources, GL
-        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from error
+        raise error_exit(str(error)) from error
     if str(json_path) != "-":  # stdout then carries the JSON alone
         print_table("xpt shard", result.summary())
     if result.note:
@@ -208,7 +207,6 @@ def shard(
         )
     write_json_report(json_path, {**result.summary(), "manifest": result.manifest})
     if result.all_failed:
-        err.print("[red]error[/red] every object failed: the shard set is empty", highlight=False)
-        raise typer.Exit(code=1)
+        raise error_exit("every object failed: the shard set is empty")
     if strict and result.failures:
         raise typer.Exit(code=1)

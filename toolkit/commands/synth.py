@@ -44,7 +44,7 @@ def synth(
     """Generate procedural meshes into OUT/<category_id>/<model_id>/models/model_normalized.obj."""
     from rich.markup import escape
 
-    from xpt.toolkit.console import err, write_json_report
+    from xpt.toolkit.console import err, error_exit, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.synth import SynthConfig, print_summary, synthesize
 
@@ -52,8 +52,7 @@ def synth(
     if categories is not None:
         names = tuple(name.strip() for name in categories.split(",") if name.strip())
     if scan and not eval_set:
-        err.print("[red]error[/red] --scan writes an evaluation set: add --eval", highlight=False)
-        raise typer.Exit(code=1)
+        raise error_exit("--scan writes an evaluation set: add --eval")
     check_writable(json_path)  # now, not after the work (OUT is made before any object)
     if scan:
         _synth_scan(out, per_category, seed, names, json_path)
@@ -62,8 +61,7 @@ def synth(
     try:
         result = synthesize(config)
     except ValueError as error:
-        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
-        raise typer.Exit(code=1) from error
+        raise error_exit(str(error)) from error
     report = result.to_json()
     if eval_set:  # the labelled h5 set (modelnet40_ply_hdf5_2048 layout) beside the meshes
         from xpt.toolkit.evalset import write_eval_set
@@ -89,7 +87,7 @@ def _synth_scan(
 
     from xpt.benchmarks.scanset import write_scan_preview, write_scan_set
     from xpt.render.gl import RenderError
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
 
     try:
         counts = write_scan_set(
@@ -97,12 +95,10 @@ def _synth_scan(
         )
         preview = write_scan_preview(out, out / "preview.png")
     except (ValueError, RenderError) as error:
-        err.print(f"[red]error[/red] {escape(str(error))}", highlight=False)
-        raise typer.Exit(code=1) from error
+        raise error_exit(str(error)) from error
     except OSError as error:
         where = error.filename or out
-        err.print(f"[red]error[/red] {escape(f'{where}: {error.strerror}')}", highlight=False)
-        raise typer.Exit(code=1) from error
+        raise error_exit(f"{where}: {error.strerror}") from error
     rows = [
         {"variant": variant, **split_counts, "folder": str(out / variant)}
         for variant, split_counts in counts.items()

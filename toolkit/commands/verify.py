@@ -22,26 +22,19 @@ def verify(
     ] = None,
 ) -> None:
     """Check checksums, counts and sample schema of every shard; exit 1 on any problem."""
-    from rich.markup import escape
 
-    from xpt.toolkit.console import err, print_table, write_json_report
+    from xpt.toolkit.console import error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
     from xpt.toolkit.shards.manifest import find_shard_sets
     from xpt.toolkit.shards.remote import is_remote, local_only
     from xpt.toolkit.shards.verify import verify_shards
 
     if is_remote(spec):
-        err.print(
-            f"[red]error[/red] {escape(local_only(spec, 'verify'))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=1)
+        raise error_exit(local_only(spec, "verify"))
     directory = Path(spec)
 
     if not directory.is_dir():
-        err.print(f"[red]error[/red] {directory}: not a folder", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1)
+        raise error_exit(f"{directory}: not a folder")
     check_writable(json_path)  # now, not after reading every shard
     sets = find_shard_sets(directory) or [directory]
     reports = [verify_shards(folder) for folder in sets]
