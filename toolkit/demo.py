@@ -147,7 +147,7 @@ def shard_stage(config: DemoConfig) -> None:
     print_table("xpt inspect", summarize(config.shards))
     print_table("categories", category_rows(config.shards))
     write_preview(config.shards, preview)
-    out.print(f"views next to their point clouds: {preview}")
+    out.print(f"views next to their point clouds: {preview}", markup=False)
 
 
 def scan_stage(config: DemoConfig) -> None:
@@ -164,9 +164,9 @@ def scan_stage(config: DemoConfig) -> None:
         counts = write_scan_set(config.scans, config.scan_per_category, config.seed)
         print_table("procedural-scan", [{"variant": v, **c} for v, c in counts.items()])
     else:
-        out.print(f"already written: {config.scans}")
+        out.print(f"already written: {config.scans}", markup=False)
     preview = write_scan_preview(config.scans, config.out / "scan-preview.png")
-    out.print(f"scans per category (upright, then one rotated): {preview}")
+    out.print(f"scans per category (upright, then one rotated): {preview}", markup=False)
 
 
 def pretrain_config(config: DemoConfig) -> PretrainConfig:
@@ -241,7 +241,10 @@ def pretrain_stage(config: DemoConfig) -> None:
     rows = epoch_losses(config.run)
     print_table("loss per epoch (IMID + CMID) and probe accuracy (val split)", rows)
     first, last = rows[0]["loss"], rows[-1]["loss"]
-    out.print(f"loss {first:.3f} → {last:.3f} over {len(rows)} epochs; checkpoints in {config.run}")
+    out.print(
+        f"loss {first:.3f} → {last:.3f} over {len(rows)} epochs; checkpoints in {config.run}",
+        markup=False,
+    )
 
 
 def benchmark_stage(config: DemoConfig) -> dict:

@@ -308,7 +308,7 @@ class _FailureSink:
         if self.bar is not None:
             self.bar.fail(failure.line())
         else:
-            err.print(f"[red]skipped[/red] {failure.line()}", highlight=False)
+            err.print(f"[red]skipped[/red] {escape(failure.line())}", highlight=False)
 
     def note(self, message: str) -> None:
         line = f"[yellow]note[/yellow] {escape(message)}"
@@ -697,7 +697,10 @@ def _pretrain(
                     + "; the run will not be an exact continuation of the original",
                     highlight=False,
                 )
-            err.print(f"resuming {run_dir} at step {step} (epoch {epoch + 1}, batch {batch_index})")
+            err.print(
+                f"resuming {run_dir} at step {step} (epoch {epoch + 1}, batch {batch_index})",
+                markup=False,
+            )
     if not finished:
         if main:
             save_config(config, run_dir)

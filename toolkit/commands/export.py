@@ -44,4 +44,4 @@ def export(
         )
     except (EncoderLoadError, ManifestError, ValueError) as error:
         raise error_exit(str(error)) from error
-    err.print(f"exported to {folder}", highlight=False, soft_wrap=True)
+    err.print(f"exported to {folder}", markup=False, highlight=False, soft_wrap=True)

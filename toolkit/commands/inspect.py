@@ -32,6 +32,7 @@ def inspect(
     Also checks that every shard file the manifest lists exists with its recorded size
     (exit 1 naming each that does not); `xpt verify` reads and checks the contents.
     """
+    from rich.markup import escape
 
     from xpt.toolkit.console import err, error_exit, print_table, write_json_report
     from xpt.toolkit.fsio import check_writable
@@ -67,7 +68,9 @@ def inspect(
                 print_table("categories", categories)
         if preview is not None:
             write_preview(sets[0], preview, samples=samples)
-            err.print(f"preview written to {preview}", highlight=False, soft_wrap=True)
+            err.print(
+                f"preview written to {preview}", markup=False, highlight=False, soft_wrap=True
+            )
     except (ManifestError, ValueError, EOFError) as error:  # (OSError: see xpt.toolkit.cli)
         raise error_exit(str(error)) from error
     except tarfile.TarError as error:
@@ -76,7 +79,7 @@ def inspect(
         json_path, {"sets": summaries, "categories": categories, "problems": problems}
     )
     for problem in problems:
-        err.print(f"[red]damaged[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]damaged[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
     if problems:
         raise error_exit(
             f"{directory}: {len(problems)} shard file(s) damaged; `xpt verify` checks contents"

@@ -26,4 +26,9 @@ def plot(
         written = write_curves(list(runs), out)
     except FileNotFoundError as error:
         raise error_exit(str(error)) from error
-    err.print(f"curves of {len(runs)} run(s) written to {written}", highlight=False, soft_wrap=True)
+    err.print(
+        f"curves of {len(runs)} run(s) written to {written}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

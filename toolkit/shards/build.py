@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import trimesh
+from rich.markup import escape
 
 from xpt import __version__
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
@@ -612,7 +613,7 @@ def build_shards(
                     written_keys.add(task.obj.key)
                     for warning in json.loads(result[META]).get("warnings", []):
                         warnings.append(f"{task.obj.key}: {warning}")
-                        bar.note(f"[yellow]warning[/yellow] {warnings[-1]}")
+                        bar.note(f"[yellow]warning[/yellow] {escape(warnings[-1])}")
                     bar.advance()
                 if stop:  # the open shard is closed below: nothing written is lost
                     break
