@@ -74,6 +74,20 @@ def _pax_records(data: bytes) -> dict[str, str] | None:
     return records
 
 
+def data_reader(file: Any, offset: int, size: int) -> Callable[[], bytes]:
+    """Reads ``size`` bytes of an open local tar from ``offset`` (a member's data); a shard
+    cut off before their end raises ``ReadError("unexpected end of data")``, as tarfile."""
+
+    def read() -> bytes:
+        file.seek(offset)
+        data = file.read(size)
+        if len(data) != size:
+            raise tarfile.ReadError("unexpected end of data")
+        return data
+
+    return read
+
+
 def local_members(file: Any, start: int = 0) -> Iterator[Member]:
     """The members of an open local tar from offset ``start`` (a member header), from their
     headers alone (data read on demand).
@@ -119,14 +133,7 @@ def local_members(file: Any, start: int = 0) -> Iterator[Member]:
             regular = regular and not name.endswith("/")
             name = name if regular else name.rstrip("/")
 
-        def read(data: int = data, size: int = size) -> bytes:
-            file.seek(data)
-            out = file.read(size)
-            if len(out) != size:
-                raise tarfile.ReadError("unexpected end of data")
-            return out
-
-        yield Member(name, regular, header_at, data, size, read)
+        yield Member(name, regular, header_at, data, size, data_reader(file, data, size))
         offset = data + (-(-size // _BLOCK) * _BLOCK if regular else 0)
     file.seek(offset)
     # (not closed here: its members are read after this generator may have ended; the
