@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from xpt.benchmarks.protocols import PointsSpec
 from xpt.toolkit.fsio import atomic_write_bytes
-from xpt.toolkit.memory import retain_freed_memory
+from xpt.toolkit.memory import heap_checkpoint, retain_freed_memory
 from xpt.toolkit.meshes.sampling import subsample_points
 from xpt.toolkit.seeding import derive_seed
 
@@ -252,13 +252,14 @@ def extract_features(
 ) -> np.ndarray:
     """Global features (n, feature_dim) float32 of clouds (n, N, 3) with a frozen encoder.
 
-    Large activations are served from the heap and reused batch after batch
-    (:func:`~xpt.toolkit.memory.retain_freed_memory`): 2x the objects/s on CPU."""
+    Large activations are served from the heap and reused batch after batch, within a
+    memory budget (:func:`~xpt.toolkit.memory.retain_freed_memory`): 2x the objects/s on
+    CPU."""
     from xpt.toolkit.console import RunProgress
 
     device = device or default_device()
     model = model.to(device).eval()
-    chunks = []
+    features = np.zeros((len(points), model.feature_dim), dtype=np.float32)
     with (
         torch.inference_mode(),
         retain_freed_memory(),
@@ -267,11 +268,14 @@ def extract_features(
         for start in range(0, len(points), batch_size):
             # (a copy: evaluation arrays are read-only, torch wants writable memory)
             batch = torch.from_numpy(np.array(points[start : start + batch_size], dtype=np.float32))
-            chunks.append(model.forward_features(batch.to(device)).float().cpu().numpy())
+            # (written into one array made before the loop: a long-lived chunk per batch
+            # would land inside freed activations and fragment the kept heap)
+            features[start : start + len(batch)] = (
+                model.forward_features(batch.to(device)).float().cpu().numpy()
+            )
             bar.advance(n=len(batch))
-    if not chunks:
-        return np.zeros((0, getattr(model, "feature_dim", 0)), dtype=np.float32)
-    return np.concatenate(chunks)
+            heap_checkpoint()
+    return features
 
 
 class FeatureCache:
@@ -333,6 +337,7 @@ def recalibrate_batchnorm(
         for start in range(0, len(points), batch_size):
             chunk = np.array(points[start : start + batch_size], dtype=np.float32)
             model.forward_features(torch.from_numpy(chunk).to(device))
+            heap_checkpoint()
     return model.eval()
 
 

@@ -12,11 +12,12 @@ Times, in one process, on synthetic inputs of the sizes that matter:
 2. linear ``crosspoint`` protocol: one C=0.1 fit on all 9843, ours (Gram matrix) against
    ``SVC(kernel="linear")`` called directly (the same classifier: asserted);
 3. few-shot: the four paper settings x 10 episodes (``xpt`` card) on the same features;
-4. feature extraction, objects/s, for PointNet (emb 1024) and DGCNN (k=15, emb 1024) at
-   1024 points, batches of 16: ``extract_features`` against the plain ``no_grad`` loop
-   (the difference is :func:`xpt.toolkit.memory.retain_freed_memory`).
+4. feature extraction, objects/s and peak memory, for PointNet (emb 1024) and DGCNN (k=15,
+   emb 1024) at 1024 points, batches of 16: ``extract_features`` (kept heap with its budget,
+   :func:`xpt.toolkit.memory.retain_freed_memory`) against the same with no budget (the path
+   before the bound) and the plain ``no_grad`` loop.
 
-Run: ``.venv/bin/python perf/bench_benchmark.py [--threads 2] [--skip-baseline]``
+Run: ``.venv/bin/python perf/bench_benchmark.py [--threads 2] [--skip-baseline] [--features-only]``
 """
 
 from __future__ import annotations
@@ -134,6 +135,37 @@ def _plain_features(model, points, batch_size: int = 16):
         )
 
 
+def _peak_while(fn):
+    """(seconds, result, peak resident bytes above the start) of ``fn()``, sampled every 5 ms."""
+    import threading
+
+    from xpt.toolkit.memory import resident_bytes
+
+    start, peak, done = resident_bytes(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], resident_bytes() - start)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        seconds, result = _timed(fn)
+    finally:
+        done.set()
+        sampler.join()
+    return seconds, result, peak[0]
+
+
+def _unbounded(model, points):
+    """``extract_features`` under a kept heap without a budget (the path before the bound)."""
+    from xpt.benchmarks.features import extract_features
+    from xpt.toolkit.memory import retain_freed_memory
+
+    with retain_freed_memory(keep_bytes=1 << 40):
+        return extract_features(model, points, batch_size=16)
+
+
 def bench_features(objects: int) -> None:
     import numpy as np
     import torch
@@ -146,16 +178,22 @@ def bench_features(objects: int) -> None:
     for backbone in ("pointnet", "dgcnn"):
         model, _ = random_point_encoder(backbone, k=15, emb_dims=1024)
         _plain_features(model, points[:16])  # warm-up
-        ours, ours_features = _timed(
-            lambda m=model: extract_features(m, points, batch_size=16, device=device)
-        )
-        plain, plain_features = _timed(lambda m=model: _plain_features(m, points))
-        assert np.allclose(ours_features, plain_features, atol=1e-5)
-        print(
-            f"features {backbone} (1024 points, emb 1024, batches of 16): "
-            f"{objects / ours:.1f} objects/s, plain loop {objects / plain:.1f} "
-            f"({plain / ours:.1f}x)"
-        )
+        arms = {
+            "bounded (ours)": lambda m=model: extract_features(
+                m, points, batch_size=16, device=device
+            ),
+            "unbounded kept heap": lambda m=model: _unbounded(m, points),
+            "plain loop": lambda m=model: _plain_features(m, points),
+        }
+        timed = {name: _peak_while(fn) for name, fn in arms.items()}
+        reference = timed["plain loop"][1]
+        for name, (seconds, features, peak) in timed.items():
+            assert np.allclose(features, reference, atol=1e-5)
+            print(
+                f"features {backbone} (1024 points, emb 1024, batches of 16), {name}: "
+                f"{objects / seconds:.1f} objects/s ({timed['plain loop'][0] / seconds:.2f}x "
+                f"the plain loop), peak +{peak / 2**20:.0f} MiB"
+            )
 
 
 def main() -> None:
@@ -164,11 +202,13 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=64, help="clouds for feature timing")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--baseline-fraction", type=float, default=0.25)
+    parser.add_argument("--features-only", action="store_true", help="only the extraction")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    bench_linear(args.skip_baseline, args.baseline_fraction)
+    if not args.features_only:
+        bench_linear(args.skip_baseline, args.baseline_fraction)
     bench_features(args.objects)
 
 

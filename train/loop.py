@@ -49,6 +49,7 @@ from xpt.toolkit.console import RunProgress, err
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text, make_folder
 from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
+from xpt.toolkit.memory import heap_checkpoint
 from xpt.toolkit.seeding import derive_seed
 from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_pair
 from xpt.train.checkpoint import (
@@ -871,6 +872,7 @@ def _pretrain(
                         scaler.scale(losses["loss"]).backward()
                         scaler.step(optimizer)
                         scaler.update()
+                        heap_checkpoint()  # (the freed-memory budget, when one is active)
                         step += 1
                         batch_index += 1
                         now = time.perf_counter()
