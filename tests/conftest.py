@@ -33,6 +33,17 @@ def family_cloud(family: str, rng: np.random.Generator, points: int) -> np.ndarr
 
 
 @pytest.fixture(scope="session")
+def shared_modelnet10() -> Path:
+    """The real ModelNet10 point clouds beside the checkout (``../shared/data/modelnet10``,
+    Open3D PCD files, +Z up); the test is skipped where they are absent. The package never
+    reads them."""
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "modelnet10"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not on this machine")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def write_modelnet_h5() -> Callable[..., Path]:
     """A writer of ``modelnet40_ply_hdf5_2048`` folders as its authors packed them (h5py
     directly, not xpt's writer): shuffled ``uint8`` (n, 1) labels, ``<split>_files.txt``
