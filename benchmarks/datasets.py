@@ -3,8 +3,10 @@
 Every source becomes an :class:`EvalDataset` of two :class:`Split` s (train, test) with
 points (n, P, 3) float32 and labels (n,) int64:
 
-* ``modelnet40``: a ``modelnet40_ply_hdf5_2048`` folder (the real one or ours), the
-  layout defined in :mod:`xpt.toolkit.evalset`.
+* ``modelnet40`` / ``modelnet10``: a ``modelnet40_ply_hdf5_2048`` folder (the real one or
+  ours, the layout defined in :mod:`xpt.toolkit.evalset`), PointNet++'s
+  ``modelnet40_normal_resampled`` txt lists or a ``<class>/{train,test}/`` tree of point
+  files (:mod:`xpt.benchmarks.pointsets`).
 * ``scanobjectnn``: ScanObjectNN's ``training_objectdataset*.h5`` /
   ``test_objectdataset*.h5`` (``data``, ``label``; the ``mask`` is ignored), the variant
   recognised from the folder and file names (:data:`SCANOBJECTNN_VARIANTS`).
@@ -14,7 +16,9 @@ points (n, P, 3) float32 and labels (n,) int64:
   into a cache folder on first use.
 
 Malformed data raises :class:`DatasetError` with one line naming the file and the
-problem, so a benchmark stops before any feature is computed.
+problem, so a benchmark stops before any feature is computed. A set read under the name of
+a published one (:data:`STANDARD_SETS`) is checked against it (class names, split sizes):
+one that differs says so in its notes and title, and no paper figure stands beside it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,7 +47,22 @@ from xpt.toolkit.evalset import (
     write_eval_set,
 )
 
-DATASETS = ("procedural", "procedural-scan", "modelnet40", "scanobjectnn", "shards")
+if TYPE_CHECKING:
+    from xpt.benchmarks.pointsets import PointSetOptions
+
+DATASETS = ("procedural", "procedural-scan", "modelnet40", "modelnet10", "scanobjectnn", "shards")
+MODELNET = ("modelnet40", "modelnet10")  # read by xpt.benchmarks.pointsets, in any layout
+MODELNET40_CLASSES = (
+    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair",
+    "cone", "cup", "curtain", "desk", "door", "dresser", "flower_pot", "glass_box", "guitar",
+    "keyboard", "lamp", "laptop", "mantel", "monitor", "night_stand", "person", "piano",
+    "plant", "radio", "range_hood", "sink", "sofa", "stairs", "stool", "table", "tent",
+    "toilet", "tv_stand", "vase", "wardrobe", "xbox",
+)  # fmt: skip
+MODELNET10_CLASSES = (
+    "bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table",
+    "toilet",
+)  # fmt: skip
 SCANOBJECTNN_CLASSES = (
     "bag",
     "bin",
@@ -66,6 +86,33 @@ SCANOBJECTNN_VARIANTS = {
     "OBJ_BG": ("main_split", ""),
     "OBJ_ONLY": ("main_split_nobg", ""),
     "PB_T50_RS": ("main_split", "_augmentedrot_scale75"),
+}
+
+
+@dataclass(frozen=True)
+class StandardSet:
+    """A published evaluation set: its class names in label order and split sizes."""
+
+    title: str
+    class_names: tuple[str, ...]
+    train: int
+    test: int
+
+    def describe(self) -> str:
+        return f"{self.title} has {len(self.class_names)} classes, {self.train} / {self.test}"
+
+
+# (dataset name, variant) -> the published set; figures of the paper stand only beside these.
+STANDARD_SETS = {
+    ("modelnet40", None): StandardSet("ModelNet40", MODELNET40_CLASSES, 9843, 2468),
+    ("modelnet10", None): StandardSet("ModelNet10", MODELNET10_CLASSES, 3991, 908),
+    ("scanobjectnn", "OBJ_BG"): StandardSet("ScanObjectNN OBJ_BG", SCANOBJECTNN_CLASSES, 2309, 581),
+    ("scanobjectnn", "OBJ_ONLY"): StandardSet(
+        "ScanObjectNN OBJ_ONLY", SCANOBJECTNN_CLASSES, 2309, 581
+    ),
+    ("scanobjectnn", "PB_T50_RS"): StandardSet(
+        "ScanObjectNN PB_T50_RS", SCANOBJECTNN_CLASSES, 11416, 2882
+    ),
 }
 SCAN_VARIANTS = ("rotated", "upright")  # the two procedural-scan sets
 SPLITS = ("train", "test")
@@ -108,7 +155,27 @@ class EvalDataset:
 
     @property
     def title(self) -> str:
-        return f"{self.name} ({self.variant})" if self.variant else self.name
+        marks = [self.variant] if self.variant else []
+        if self.differs_from_standard():
+            marks.append("non-standard")
+        return f"{self.name} ({', '.join(marks)})" if marks else self.name
+
+    def standard(self) -> StandardSet | None:
+        """The published set this one is named as, None when its name names none."""
+        return STANDARD_SETS.get((self.name, self.variant))
+
+    def is_standard(self) -> bool:
+        """Whether this is the published set it is named as: the same class names in the
+        same label order and the same split sizes."""
+        standard = self.standard()
+        return standard is not None and (
+            self.class_names,
+            len(self.train.labels),
+            len(self.test.labels),
+        ) == (standard.class_names, standard.train, standard.test)
+
+    def differs_from_standard(self) -> bool:
+        return self.standard() is not None and not self.is_standard()
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -132,10 +199,56 @@ class EvalDataset:
             "train": len(self.train.labels),
             "test": len(self.test.labels),
             "points_per_cloud": int(self.train.points.shape[1]),
+            "standard": self.is_standard() if self.standard() is not None else None,
             "files": {split: list(files) for split, files in self.files.items()},
             "notes": list(self.notes),
             "fingerprint": self.fingerprint,
         }
+
+
+# ---------------------------------------------------------------- identity
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def standard_note(dataset: EvalDataset) -> str | None:
+    """One line saying how ``dataset`` differs from the published set it is named as
+    (and which published set it is, if another), None when it is that set or names none."""
+    standard = dataset.standard()
+    if standard is None or dataset.is_standard():
+        return None
+    sizes = (len(dataset.train.labels), len(dataset.test.labels))
+    found = f"{len(dataset.class_names)} classes, {sizes[0]} / {sizes[1]}"
+    missing = [name for name in standard.class_names if name not in dataset.class_names]
+    extra = [name for name in dataset.class_names if name not in standard.class_names]
+    if missing:
+        found += f", without {_some(missing)}"
+    if extra:
+        found += f", with {_some(extra)}"
+    if not missing and not extra and dataset.class_names != standard.class_names:
+        found += ", its classes in another label order"
+    other = next(
+        (
+            (name, known.title)
+            for (name, _), known in STANDARD_SETS.items()
+            if name != dataset.name
+            and (known.class_names, known.train, known.test) == (dataset.class_names, *sizes)
+        ),
+        None,
+    )
+    hint = f"; it is {other[1]} (--dataset {other[0]})" if other else ""
+    return (
+        f"not the standard {standard.title} ({standard.describe()}; this set: {found}){hint}: "
+        "no paper figure is shown beside it"
+    )
+
+
+def _with_standard_note(dataset: EvalDataset) -> EvalDataset:
+    note = standard_note(dataset)
+    return dataset if note is None else replace(dataset, notes=(*dataset.notes, note))
 
 
 # ---------------------------------------------------------------- checks
@@ -708,9 +821,12 @@ def load_dataset(
     per_category: int | None = None,
     seed: int = 0,
     cache_dir: Path | None = None,
+    point_set: PointSetOptions | None = None,
 ) -> EvalDataset:
     """The dataset ``name`` (one of :data:`DATASETS`) with the options that apply to it;
-    an option that does not apply is refused rather than ignored."""
+    an option that does not apply is refused rather than ignored. ``point_set`` says how a
+    ModelNet folder is read (:mod:`xpt.benchmarks.pointsets`). A set named as a published
+    one that differs from it carries a note saying so (:func:`standard_note`)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     if (train is not None or test is not None) and name != "scanobjectnn":
@@ -720,10 +836,31 @@ def load_dataset(
     generated = name in ("procedural", "procedural-scan") and data is None
     if per_category is not None and not generated:
         raise DatasetError(f"per_category applies only to a generated procedural set, not {name}")
-    if name in ("modelnet40", "shards") and data is None:
+    if point_set is not None and name not in MODELNET:
+        raise DatasetError(f"--format and --up-axis apply to {' and '.join(MODELNET)}, not {name}")
+    if name in (*MODELNET, "shards") and data is None:
         raise DatasetError(f"{name}: --data is needed (the folder to read)")
-    if name == "modelnet40":
-        return load_modelnet40(data)
+    return _with_standard_note(
+        _load(name, data, variant, train, test, per_category, seed, cache_dir, point_set)
+    )
+
+
+def _load(
+    name: str,
+    data: Path | None,
+    variant: str | None,
+    train: Path | None,
+    test: Path | None,
+    per_category: int | None,
+    seed: int,
+    cache_dir: Path | None,
+    point_set: PointSetOptions | None,
+) -> EvalDataset:
+    """:func:`load_dataset` once its options are checked."""
+    if name in MODELNET:
+        from xpt.benchmarks.pointsets import PointSetOptions, load_point_set
+
+        return load_point_set(data, name, point_set or PointSetOptions())
     if name == "shards":
         return load_shards(data)
     if name == "scanobjectnn":

@@ -35,6 +35,7 @@ CLASSIFIER = "sklearn.svm.SVC(kernel='linear')"
 # C at the same accuracy (docs/BENCHMARKS.md, "Linear evaluation speed").
 CV_SUBSAMPLE = 2500
 FEWSHOT_SETTINGS: tuple[tuple[int, int], ...] = ((5, 10), (5, 20), (10, 10), (10, 20))
+RESAMPLE_METHODS = ("first", "fps", "random")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class PointsSpec:
     resample: str = "first"
 
     def __post_init__(self) -> None:
-        if self.resample not in ("first", "fps", "random"):
+        if self.resample not in RESAMPLE_METHODS:
             raise ValueError(f"resample must be first, fps or random, got {self.resample!r}")
         if self.count is not None and self.count < 1:
             raise ValueError(f"point count must be >= 1, got {self.count}")

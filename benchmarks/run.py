@@ -17,7 +17,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from xpt.benchmarks.fewshot import FewShotError, FewShotResult, evaluate_fewshot
 from xpt.benchmarks.linear import LinearResult, evaluate_linear
 from xpt.benchmarks.protocols import XPT, PointsSpec, ProtocolCard
 
+if TYPE_CHECKING:
+    from xpt.benchmarks.pointsets import PointSetOptions
+
 TASKS = ("linear", "fewshot")
 # The rows of every report, in order (also the names in --json).
 PRETRAINED, RANDOM_INIT, HAND_CRAFTED = ROWS = ("pretrained", "random init", "hand-crafted")
@@ -45,8 +48,10 @@ class BenchmarkConfig:
     ``checkpoint`` None evaluates random initialisations only. ``backbone``/``k``/
     ``emb_dims`` give the architecture when there is no checkpoint (``k`` also overrides a
     checkpoint's). ``variants`` None takes every variant the dataset offers (procedural-scan:
-    upright and rotated; ScanObjectNN: the one its files say). ``cache`` holds generated
-    sets (None: the default cache folder) and, unless ``features_cache`` is off, features.
+    upright and rotated; ScanObjectNN: the one its files say). ``data_format`` (None:
+    detected) and ``up_axis`` (None: +Y) say how a ModelNet folder is read
+    (:mod:`xpt.benchmarks.pointsets`). ``cache`` holds generated sets (None: the default
+    cache folder) and, unless ``features_cache`` is off, features.
     """
 
     checkpoint: Path | None = None
@@ -55,6 +60,8 @@ class BenchmarkConfig:
     emb_dims: int = 1024
     dataset: str = "procedural"
     data: Path | None = None
+    data_format: str | None = None
+    up_axis: str | None = None
     variants: tuple[str | None, ...] | None = None
     train_file: Path | None = None
     test_file: Path | None = None
@@ -169,6 +176,28 @@ def _dataset_variants(config: BenchmarkConfig) -> list[str | None]:
     return [None]
 
 
+def _point_set_options(config: BenchmarkConfig) -> PointSetOptions | None:
+    """How a ModelNet folder is read: files brought to the largest point count the card's
+    tasks ask for (as stored when one asks for all points), by the card's resampling."""
+    from xpt.benchmarks.datasets import MODELNET
+    from xpt.benchmarks.pointsets import PointSetOptions
+
+    if config.dataset not in MODELNET:
+        if config.data_format is not None or config.up_axis is not None:
+            # (given for a dataset they do not apply to: load_dataset refuses them by name)
+            return PointSetOptions(config.data_format, config.up_axis or "+Y")
+        return None
+    specs = [_task_points(config.protocol, task) for task in config.tasks]
+    counts = [spec.count for spec in specs]
+    return PointSetOptions(
+        format=config.data_format,
+        up_axis=config.up_axis or "+Y",
+        points=None if None in counts else max(counts),
+        resample=config.protocol.linear.points.resample,
+        seed=config.seeds[0],
+    )
+
+
 def _load(config: BenchmarkConfig, variant: str | None) -> EvalDataset:
     return load_dataset(
         config.dataset,
@@ -178,6 +207,7 @@ def _load(config: BenchmarkConfig, variant: str | None) -> EvalDataset:
         test=config.test_file,
         per_category=config.per_category if config.data is None else None,
         cache_dir=config.cache,
+        point_set=_point_set_options(config),
     )
 
 
@@ -284,8 +314,9 @@ def _descriptor_row(dataset: EvalDataset, config: BenchmarkConfig) -> RowResult:
 def paper_figures(dataset: EvalDataset, backbone: str) -> dict[str, Any]:
     """The paper's linear-SVM figure for this dataset and backbone, when one is recorded.
 
-    ModelNet40 and ScanObjectNN's OBJ_BG (the variant the authors used) only; the few-shot
-    figures are not recorded, so they stay empty: a dash, never a guess.
+    ModelNet40 and ScanObjectNN's OBJ_BG (the variant the authors used) only, and only when
+    the set read is that set (class names and split sizes, :meth:`EvalDataset.is_standard`);
+    the few-shot figures are not recorded, so they stay empty: a dash, never a guess.
     """
     import json
     from importlib import resources
@@ -293,9 +324,10 @@ def paper_figures(dataset: EvalDataset, backbone: str) -> dict[str, Any]:
     table = json.loads(resources.files("xpt.benchmarks").joinpath("paper_results.json").read_text())
     linear = table["linear_svm_accuracy_percent"]
     figure = None
-    if dataset.name == "modelnet40" or (
+    published = dataset.name == "modelnet40" or (
         dataset.name == "scanobjectnn" and dataset.variant == "OBJ_BG"
-    ):
+    )
+    if published and dataset.is_standard():
         figure = linear[dataset.name].get(backbone)
     confirmed = backbone == "dgcnn"
     return {

@@ -106,7 +106,8 @@ def test_modelnet40_concatenates_files_in_order_with_labels_names_and_classes(
     modelnet: Path,
 ) -> None:
     dataset = load_modelnet40(modelnet)
-    assert (dataset.name, dataset.variant, dataset.title) == ("modelnet40", None, "modelnet40")
+    title = "modelnet40 (non-standard)"  # 3 classes, not the 40 of ModelNet40
+    assert (dataset.name, dataset.variant, dataset.title) == ("modelnet40", None, title)
     assert dataset.class_names == CLASSES
     train = np.concatenate([_clouds("ply_data_train0.h5", 4), _clouds("ply_data_train1.h5", 2)])
     assert dataset.train.points.dtype == np.float32 and dataset.train.labels.dtype == np.int64
@@ -126,12 +127,13 @@ def test_modelnet40_concatenates_files_in_order_with_labels_names_and_classes(
     assert described == {
         "name": "modelnet40",
         "variant": None,
-        "title": "modelnet40",
+        "title": title,
         "classes": 3,
         "class_names": list(CLASSES),
         "train": 6,
         "test": 3,
         "points_per_cloud": 64,
+        "standard": False,
         "files": dataset.files,
         "notes": [],
         "fingerprint": dataset.fingerprint,
@@ -350,7 +352,7 @@ def test_scanobjectnn_folders_give_their_variant(
     dataset = load_scanobjectnn(h5_files / folder, variant=variant)
     expected = variant or "OBJ_ONLY"
     assert (dataset.name, dataset.variant) == ("scanobjectnn", expected)
-    assert dataset.title == f"scanobjectnn ({expected})"
+    assert dataset.title == f"scanobjectnn ({expected}, non-standard)"  # a few objects only
     assert dataset.class_names == SCANOBJECTNN_CLASSES and len(dataset.class_names) == 15
     for split, prefix in (("train", "training"), ("test", "test")):
         name = f"{prefix}_objectdataset{suffix}.h5"
@@ -714,7 +716,7 @@ def test_procedural_scan_generates_both_variants_once_and_reads_one(
 def test_load_dataset_dispatches(modelnet: Path, h5_files: Path) -> None:
     assert load_dataset("modelnet40", modelnet).fingerprint == load_modelnet40(modelnet).fingerprint
     scan = load_dataset("scanobjectnn", h5_files / "main_split", variant="PB_T50_RS")
-    assert scan.title == "scanobjectnn (PB_T50_RS)"
+    assert scan.title == "scanobjectnn (PB_T50_RS, non-standard)"
     assert load_dataset("procedural", modelnet).name == "procedural"
 
 

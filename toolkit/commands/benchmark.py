@@ -15,8 +15,24 @@ class Dataset(str, Enum):
     procedural = "procedural"
     procedural_scan = "procedural-scan"
     modelnet40 = "modelnet40"
+    modelnet10 = "modelnet10"
     scanobjectnn = "scanobjectnn"
     shards = "shards"
+
+
+class DataFormat(str, Enum):
+    h5 = "h5"
+    normal_resampled = "normal-resampled"
+    tree = "tree"
+
+
+class UpAxis(str, Enum):
+    pos_y = "+Y"
+    neg_y = "-Y"
+    pos_z = "+Z"
+    neg_z = "-Z"
+    pos_x = "+X"
+    neg_x = "-X"
 
 
 class Protocol(str, Enum):
@@ -76,9 +92,27 @@ def benchmark(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Dataset folder: modelnet40_ply_hdf5_2048, ScanObjectNN h5_files/main_split..., "
-            "an xpt shard set, or an `xpt synth --eval [--scan]` folder (procedural sets are "
-            "generated into the cache when omitted)."
+            help="Dataset folder: ModelNet40/10 as modelnet40_ply_hdf5_2048, PointNet++'s "
+            "modelnet40_normal_resampled or a <class>/{train,test}/ tree of .npy/.txt/.xyz/"
+            ".pcd/.ply point files; ScanObjectNN h5_files/main_split...; an xpt shard set; or "
+            "an `xpt synth --eval [--scan]` folder (procedural sets are generated into the "
+            "cache when omitted)."
+        ),
+    ] = None,
+    data_format: Annotated[
+        DataFormat | None,
+        typer.Option(
+            "--format",
+            help="ModelNet folder layout: h5, normal-resampled or tree (default: detected).",
+        ),
+    ] = None,
+    up_axis: Annotated[
+        UpAxis | None,
+        typer.Option(
+            "--up-axis",
+            help="ModelNet: the files' up axis, turned to +Y (xpt's frame). Raw ModelNet "
+            "files are +Z up; the h5 release and PointNet++'s resampled set are +Y up. "
+            "(default: +Y)",
         ),
     ] = None,
     train: Annotated[
@@ -131,7 +165,10 @@ def benchmark(
     ] = 1024,
     resample: Annotated[
         Resample,
-        typer.Option(help="first: the first N stored points (the release); fps or random subsets."),
+        typer.Option(
+            help="first: the first N stored points (the release); fps or random subsets. "
+            "Point files holding another count are brought to --num-points the same way."
+        ),
     ] = Resample.first,
     ways: Annotated[str, typer.Option(help="Few-shot ways, comma-separated.")] = "5,10",
     shots: Annotated[str, typer.Option(help="Few-shot shots, comma-separated.")] = "10,20",
@@ -209,6 +246,8 @@ def benchmark(
             emb_dims=emb_dims,
             dataset=dataset.value,
             data=data,
+            data_format=None if data_format is None else data_format.value,
+            up_axis=None if up_axis is None else up_axis.value,
             variants=None if variant is None else (variant,),
             train_file=train,
             test_file=test,
