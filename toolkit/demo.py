@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from xpt.toolkit.console import out, print_table, stdout_to_stderr, write_json_r
 from xpt.toolkit.fsio import atomic_write_json
 
 if TYPE_CHECKING:
+    from xpt.benchmarks.protocols import ProtocolCard
     from xpt.train.config import PretrainConfig
 
 # demo.json's key for each report row (xpt.benchmarks.run.ROWS).
@@ -51,6 +52,9 @@ class DemoConfig:
     queries: int = 20
     runs: int = 10
     baseline_inits: int = 3
+    eval_data: Path | None = None
+    eval_format: str | None = None
+    eval_up_axis: str = "+Y"
 
     @classmethod
     def fast(cls, out: Path, seed: int = 0, workers: int = 2) -> DemoConfig:
@@ -96,6 +100,11 @@ class DemoConfig:
 
     def settings(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    def is_fast(self) -> bool:
+        """Whether these are :meth:`fast`'s toy sizes (whatever real set is added)."""
+        real = {"eval_data": None, "eval_format": None, "eval_up_axis": "+Y"}
+        return replace(self, **real) == DemoConfig.fast(self.out, self.seed, self.workers)
 
 
 def _stage(title: str) -> None:
@@ -248,15 +257,15 @@ def pretrain_stage(config: DemoConfig) -> None:
 
 
 def benchmark_stage(config: DemoConfig) -> dict:
-    """``xpt benchmark`` of best.pt against random init on procedural-scan; returns demo.json."""
+    """``xpt benchmark`` of best.pt against random init on procedural-scan, and on the
+    user's real set when there is one; returns demo.json."""
     from xpt.benchmarks.protocols import PointsSpec, protocol_card
-    from xpt.benchmarks.report import print_report, report_json, write_plots
-    from xpt.benchmarks.run import BenchmarkConfig, run_benchmark
 
     checkpoint = config.run / "best.pt"
+    real = f" and {config.eval_data}" if config.eval_data is not None else ""
     _stage(
         f"6. benchmark: {checkpoint.name} vs random init x{config.baseline_inits} on "
-        "procedural-scan (upright and rotated), protocol xpt"
+        f"procedural-scan (upright and rotated){real}, protocol xpt"
     )
     card = protocol_card(
         "xpt",
@@ -265,11 +274,29 @@ def benchmark_stage(config: DemoConfig) -> dict:
         queries=config.queries,
         runs=config.runs,
     )
+    reports = [_benchmark(config, card, "procedural-scan", config.scans, "benchmark")]
+    if config.eval_data is not None:
+        from xpt.benchmarks.pointsets import modelnet_name
+
+        name = modelnet_name(config.eval_data, config.eval_format)
+        reports.append(_benchmark(config, card, name, config.eval_data, "benchmark-real"))
+    return demo_summary(reports, config)
+
+
+def _benchmark(config: DemoConfig, card: ProtocolCard, dataset: str, data: Path, stem: str) -> dict:
+    """One ``xpt benchmark`` of best.pt: printed, written to ``<stem>.json`` and
+    ``<stem>-*.png``; returns its JSON report."""
+    from xpt.benchmarks.report import print_report, report_json, write_plots
+    from xpt.benchmarks.run import BenchmarkConfig, run_benchmark
+
+    real = dataset != "procedural-scan"
     report = run_benchmark(
         BenchmarkConfig(
-            checkpoint=checkpoint,
-            dataset="procedural-scan",
-            data=config.scans,
+            checkpoint=config.run / "best.pt",
+            dataset=dataset,
+            data=data,
+            data_format=config.eval_format if real else None,
+            up_axis=config.eval_up_axis if real else None,
             protocol=card,
             seeds=(config.seed,),
             baseline_inits=config.baseline_inits,
@@ -278,19 +305,20 @@ def benchmark_stage(config: DemoConfig) -> dict:
     )
     print_report(report)
     full = report_json(report)
-    atomic_write_json(config.out / "benchmark.json", full)
-    plots = write_plots(config.out / "benchmark.png", report)
-    out.print("pictures: " + ", ".join(str(p) for p in plots))
-    return demo_summary(full, config)
+    atomic_write_json(config.out / f"{stem}.json", full)
+    plots = write_plots(config.out / f"{stem}.png", report)
+    out.print("pictures: " + ", ".join(str(p) for p in plots), markup=False)
+    return full
 
 
-def demo_summary(report: dict, config: DemoConfig) -> dict:
-    """``demo.json``: pretrained vs random init per variant, and whether the margin holds
-    (pretrained above every random-init run and by more than random init's std)."""
+def demo_summary(reports: list[dict], config: DemoConfig) -> dict:
+    """``demo.json``: pretrained vs random init per evaluation set (procedural-scan's
+    variants, then the real set's name), and whether the margin holds (pretrained above
+    every random-init run and by more than random init's std)."""
     result: dict = {key: {} for key in ROWS.values()}
     result["margin"] = {}
-    for entry in report["datasets"]:
-        variant = entry["dataset"]["variant"]
+    for entry in (entry for report in reports for entry in report["datasets"]):
+        variant = entry["dataset"]["variant"] or entry["dataset"]["name"]
         for row in entry["rows"]:
             target = result[ROWS[row["encoder"]]]
             linear = row["linear"]["accuracy"]
@@ -309,8 +337,8 @@ def demo_summary(report: dict, config: DemoConfig) -> dict:
             "random_init_std_points": 100 * std,
             "pretrained_beats_random_init": bool(ours > max(runs) and margin > std),
         }
-    result["protocol"] = report["protocol"]["name"]
-    result["checkpoint_sha256"] = report["checkpoint_sha256"]
+    result["protocol"] = reports[0]["protocol"]["name"]
+    result["checkpoint_sha256"] = reports[0]["checkpoint_sha256"]
     result["settings"] = config.settings()
     return result
 
@@ -322,7 +350,7 @@ def verdict_rows(summary: dict) -> list[dict]:
         accuracy = {key: summary[key]["linear_accuracy"][variant] for key in ROWS.values()}
         rows.append(
             {
-                "variant": variant,
+                "eval_set": variant,
                 "pretrained_pct": f"{100 * accuracy['pretrained']:.1f}",
                 "random_init_pct": (
                     f"{100 * accuracy['random_init']:.1f} ± {margin['random_init_std_points']:.1f}"
@@ -358,10 +386,11 @@ def _run_stages(config: DemoConfig) -> dict:
     atomic_write_json(config.out / "demo.json", summary)
     print_table("seconds per stage", [{k: f"{v:.0f}" for k, v in seconds.items()}])
     inits = config.baseline_inits
+    sets = "procedural-scan" + (", real set" if config.eval_data is not None else "")
     print_table(
-        f"procedural-scan, linear SVM (protocol xpt): best.pt vs random init x{inits}",
+        f"{sets}, linear SVM (protocol xpt): best.pt vs random init x{inits}",
         verdict_rows(summary),
     )
-    if config == DemoConfig.fast(config.out, config.seed, config.workers):
+    if config.is_fast():
         out.print("[yellow]--fast[/yellow]: toy sizes, the comparison proves nothing")
     return summary

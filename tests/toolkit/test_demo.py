@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from xpt.toolkit.cli import app
@@ -48,9 +49,39 @@ def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path, assert_snake_cas
     assert_snake_case(summary)
     assert_snake_case(json.loads((out / "benchmark.json").read_text()))
 
+    # resumed, with a real set in a <class>/{train,test}/ tree (np.save, +Z up): one more row
+    real = _write_tree(tmp_path / "real")
     args = ["demo", "--out", str(out), "--fast", "--workers", "1", "--json", "-"]
+    args += ["--eval-data", str(real), "--eval-up-axis", "+Z"]
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert json.loads((out / "demo.json").read_text())["margin"] == summary["margin"]
-    assert json.loads(again.stdout)["margin"] == summary["margin"]  # the tables on stderr
-    assert "pretrained %" in again.output and "hand-crafted %" in again.output
+    resumed = json.loads((out / "demo.json").read_text())
+    real_set = "modelnet40"  # 3 classes: not ModelNet10; read as a (non-standard) ModelNet40
+    assert resumed["margin"] == {**summary["margin"], real_set: resumed["margin"][real_set]}
+    assert json.loads(again.stdout)["margin"] == resumed["margin"]  # the tables on stderr
+    assert 0.0 <= resumed["pretrained"]["linear_accuracy"][real_set] <= 1.0
+    assert len(resumed["random_init"]["linear_runs"][real_set]) == 3
+    read = json.loads((out / "benchmark-real.json").read_text())["datasets"][0]["dataset"]
+    assert "read from tree files, up axis +Z turned to +Y" in read["notes"]
+    assert read["title"] == "modelnet40 (non-standard)" and read["standard"] is False
+    said = " ".join(again.output.split())
+    assert "pretrained %" in said and "hand-crafted %" in said and real_set in said
+
+
+def _write_tree(folder: Path) -> Path:
+    """3 classes of 300-point clouds, 4 train and 2 test objects each, saved by numpy."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("bed", "chair", "lamp")):
+        for split, count in (("train", 4), ("test", 2)):
+            (folder / name / split).mkdir(parents=True)
+            for i in range(count):
+                points = rng.normal(size=(300, 3)) * [1.0, 1.0, 0.5 + label]
+                np.save(folder / name / split / f"{name}_{i:04d}.npy", points.astype(np.float32))
+    return folder
+
+
+def test_a_missing_eval_set_fails_before_any_stage(tmp_path: Path) -> None:
+    args = ["demo", "--out", str(tmp_path / "demo"), "--fast", "--eval-data", str(tmp_path / "no")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "no such folder" in " ".join(result.output.split()) and "1. synth" not in result.output
