@@ -185,7 +185,14 @@ def bench_features(objects: int) -> None:
             "unbounded kept heap": lambda m=model: _unbounded(m, points),
             "plain loop": lambda m=model: _plain_features(m, points),
         }
-        timed = {name: _peak_while(fn) for name, fn in arms.items()}
+        # each arm twice, in turn, keeping its faster run: the first run of the first arm
+        # also pays for the process's first heap growth
+        timed = {}
+        for _ in range(2):
+            for name, fn in arms.items():
+                run = _peak_while(fn)
+                if name not in timed or run[0] < timed[name][0]:
+                    timed[name] = run
         reference = timed["plain loop"][1]
         for name, (seconds, features, peak) in timed.items():
             assert np.allclose(features, reference, atol=1e-5)
