@@ -320,13 +320,14 @@ class _FailureSink:
 
 
 def _best_probe(path: Path) -> tuple[float, int] | None:
-    """(accuracy, epoch) of the best probe line in ``metrics.jsonl`` (earliest on ties)."""
+    """(accuracy, epoch) of the best probe line in ``metrics.jsonl`` (the latest on ties: the
+    more trained of two equal encoders)."""
     best = None
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 row = json.loads(line)
-                if "probe_accuracy" in row and (best is None or row["probe_accuracy"] > best[0]):
+                if "probe_accuracy" in row and (best is None or row["probe_accuracy"] >= best[0]):
                     best = (float(row["probe_accuracy"]), int(row["epoch"]))
     return best
 
@@ -793,7 +794,7 @@ def _pretrain(
         metrics.flush()
         if board is not None:
             board.log(record)
-        improved = best is None or accuracy > best[0]
+        improved = best is None or accuracy >= best[0]  # a tie goes to the later epoch
         where = (
             "the TEST split (release behaviour)"
             if result.get("probe_split") == "test"

@@ -15,7 +15,7 @@ from xpt.benchmarks.protocols import PointsSpec
 from xpt.toolkit.cli import app
 from xpt.train.checkpoint import load_checkpoint
 from xpt.train.config import PretrainConfig
-from xpt.train.loop import pretrain
+from xpt.train.loop import _best_probe, pretrain
 from xpt.train.models import build_point_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,11 +80,22 @@ def test_pretraining_keeps_the_best_probed_epoch(
         p["probe_split"] == "val" for p in probes
     )
     accuracies = [p["probe_accuracy"] for p in probes]
-    best_epoch = 1 + int(np.argmax(accuracies))  # the earliest of equal bests
+    best_epoch = len(accuracies) - int(np.argmax(accuracies[::-1]))  # the latest of equal bests
     selection = load_checkpoint(run / "best.pt")["selection"]
     assert selection["epoch"] == best_epoch == summary["probe_best_epoch"]
     assert selection["split"] == "val" and selection["accuracy"] == max(accuracies)
     assert load_checkpoint(run / "best.pt")["position"]["epoch"] == best_epoch
+
+
+def test_a_tied_probe_goes_to_the_later_epoch(tmp_path: Path) -> None:
+    """Equal probes keep the more trained encoder (a flat probe must not select epoch 1)."""
+    metrics = tmp_path / "metrics.jsonl"
+    rows = [{"step": 8 * e, "epoch": e, "probe_accuracy": a} for e, a in [(1, 0.74), (2, 0.73)]]
+    rows += [{"step": 24, "loss": 1.0}, {"step": 24, "epoch": 3, "probe_accuracy": 0.74}]
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert _best_probe(metrics) == (0.74, 3)
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    assert _best_probe(metrics) == (0.74, 1)
 
 
 def test_probe_on_test_is_labelled_and_flagged_by_the_benchmark(
