@@ -340,6 +340,7 @@ def demo_summary(reports: list[dict], config: DemoConfig) -> dict:
         }
     result["protocol"] = reports[0]["protocol"]["name"]
     result["checkpoint_sha256"] = reports[0]["checkpoint_sha256"]
+    result["checkpoint_label"] = reports[0]["encoder"]["label"]
     result["settings"] = config.settings()
     return result
 
@@ -389,7 +390,7 @@ def _run_stages(config: DemoConfig) -> dict:
     inits = config.baseline_inits
     sets = "procedural-scan" + (", real set" if config.eval_data is not None else "")
     print_table(
-        f"{sets}, linear SVM (protocol xpt): best.pt vs random init x{inits}",
+        f"{sets}, linear SVM (protocol xpt): {summary['checkpoint_label']} vs random init x{inits}",
         verdict_rows(summary),
     )
     if config.is_fast():

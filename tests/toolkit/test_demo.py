@@ -42,6 +42,9 @@ def test_fast_demo_runs_every_stage_and_resumes(tmp_path: Path, assert_snake_cas
         assert abs(margin["points"] - expected) < 1e-9
     selection = json.loads((out / "benchmark.json").read_text())["encoder"]
     assert selection["label"].startswith("best.pt") and selection["selected_on"] == "val"
+    step = selection["step"]
+    assert summary["checkpoint_label"] == f"best.pt (step {step})"
+    assert f"best.pt (step {step}) vs random init x3" in said  # the table says what it compared
     assert (out / "benchmark-procedural-scan-upright.png").stat().st_size > 10_000
     assert (out / "pretrain" / "best.pt").exists() and (out / "renders-preview.png").exists()
     assert (out / "scan-preview.png").stat().st_size > 5_000

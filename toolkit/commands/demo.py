@@ -22,6 +22,17 @@ def demo(
         ),
     ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes for render and shard.")] = 2,
+    per_category: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Procedural objects per category to pretrain on (default 100; 14 categories). "
+            "Another size needs another --out.",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Pretraining epochs (default 5).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for every stage.")] = 0,
     json_path: Annotated[
         str | None,
@@ -61,10 +72,13 @@ def demo(
     from xpt.toolkit.fsio import check_writable, make_folder
     from xpt.train.loop import TrainingError
 
+    config = (
+        DemoConfig.fast(out, seed, workers) if fast else DemoConfig(out, seed=seed, workers=workers)
+    )
+    sizes = {"per_category": per_category, "epochs": epochs}
     config = replace(
-        DemoConfig.fast(out, seed, workers)
-        if fast
-        else DemoConfig(out, seed=seed, workers=workers),
+        config,
+        **{name: value for name, value in sizes.items() if value is not None},
         eval_data=eval_data,
         eval_format=None if eval_format is None else eval_format.value,
         eval_up_axis=eval_up_axis.value,
