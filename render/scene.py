@@ -7,6 +7,10 @@ need no special case. All untextured, opaque instances are merged into one primi
 per-corner colours (one draw call per view however many parts an object has); each
 textured or translucent instance keeps a primitive of its own.
 
+Faces are drawn double-sided (open sheets show both sides), except faces stored twice back to
+back (:func:`twin_faces`): those are drawn with back faces culled, so the copy facing the
+camera shows instead of both copies fighting at one depth.
+
 Colours from files and procedural parts are sRGB (glTF's ``baseColorFactor`` excepted, which
 is linear by its spec); the fragment shader works in linear light and gamma-encodes its
 output, so colours are linearised here (textures are linearised by the shader itself). Only
@@ -17,7 +21,7 @@ pyrender is imported inside the functions that need it (after the GL backend is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,6 +57,17 @@ LIGHTS = (
 # mid-tones are untouched.
 TONE_KNEE = 0.80
 TONE_WHITE = 0.92
+# Odd 64-bit multipliers of the position hashes of :func:`twin_faces` (arithmetic mod 2**64).
+_HASH = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+    ],
+    dtype=np.uint64,
+)
 
 
 class GeometryError(ValueError):
@@ -65,7 +80,8 @@ class Part:
 
     positions, normals : (3F, 3) float32; colors : (3F, 4) float32 linear RGBA or None;
     texcoords : (3F, 2) float32 or None; texture : (h, w, 4) uint8 sRGB or None;
-    factor : (4,) float32 linear RGBA base colour.
+    factor : (4,) float32 linear RGBA base colour. ``single_sided`` parts are drawn with back
+    faces culled (the faces of a surface stored twice, :func:`twin_faces`).
     """
 
     positions: np.ndarray
@@ -75,6 +91,7 @@ class Part:
     texcoords: np.ndarray | None = None
     texture: np.ndarray | None = None
     translucent: bool = False
+    single_sided: bool = False
     warnings: list[str] = field(default_factory=list)
 
 
@@ -279,7 +296,7 @@ def scene_parts(scene: trimesh.Scene | trimesh.Trimesh) -> tuple[list[Part], Nor
         raise GeometryError("no faces")
     if not any(_has_area(part.positions) for part in parts):
         raise GeometryError("no surface (all faces have zero area)")
-    return merge_plain_parts(parts), norm
+    return merge_plain_parts(split_twin_faces(parts)), norm
 
 
 def _has_area(positions: np.ndarray) -> bool:
@@ -289,28 +306,114 @@ def _has_area(positions: np.ndarray) -> bool:
     return bool((np.linalg.norm(cross, axis=1) > 0).any())
 
 
+def twin_faces(positions: np.ndarray) -> np.ndarray:
+    """(F,) bool: faces whose corners are at the positions of another face's corners, wound
+    the other way (a surface stored once per side, back to back).
+
+    positions : (3F, 3) float32, corner-unrolled, every part of an object together (the twin
+    is often under another material). Positions compare exactly (bit for bit, -0 = +0), so
+    near-equal corners are no twins; nor are same-winding duplicates or degenerate faces.
+    Each corner's bits are hashed; a face's key combines its corner hashes in sorted order,
+    so a face and its twin share a key and differ in the parity of their winding relative
+    to that order. One sort of the keys groups them, O(F log F); faces under one key are
+    compared corner by corner, so a hash collision never makes a twin.
+    """
+    corners = np.asarray(positions, dtype=np.float32).reshape(-1, 3, 3) + np.float32(0.0)
+    bits = corners.view(np.uint32)
+    hashes = bits[..., 0] * _HASH[0] + bits[..., 1] * _HASH[1] + bits[..., 2] * _HASH[2]
+    h0, h1, h2 = hashes.T
+    low = np.minimum(np.minimum(h0, h1), h2)
+    high = np.maximum(np.maximum(h0, h1), h2)
+    middle = h0 + h1 + h2 - low - high  # exact: uint64 arithmetic wraps consistently
+    flipped = (h0 > h1) ^ (h0 > h2) ^ (h1 > h2)  # an odd permutation of the sorted order
+    key = low * _HASH[3] + middle * _HASH[4] + high
+    order = np.argsort(key)
+    pair = np.flatnonzero(key[order[1:]] == key[order[:-1]])
+    a, b = order[pair], order[pair + 1]
+    same = (_sorted_corners(corners[a], hashes[a]) == _sorted_corners(corners[b], hashes[b])).all(
+        axis=(1, 2)
+    )
+    start = np.ones(len(corners), dtype=bool)
+    start[pair[same] + 1] = False  # runs of faces (in key order) on one set of positions
+    group = np.cumsum(start) - 1
+    flips, sizes = np.bincount(group, weights=flipped[order]), np.bincount(group)
+    twins = np.empty(len(corners), dtype=bool)
+    twins[order] = ((flips > 0) & (flips < sizes))[group]
+    return twins & (low != middle) & (middle != high)
+
+
+def _sorted_corners(corners: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) corners of each face in the order of their (n, 3) uint64 hashes."""
+    return np.take_along_axis(corners, np.argsort(hashes, axis=1)[..., None], axis=1)
+
+
+def split_twin_faces(parts: list[Part]) -> list[Part]:
+    """Parts with faces that have a back-to-back twin (:func:`twin_faces`, searched across
+    all parts) -> the other faces, drawn double-sided as before, and a ``single_sided`` part
+    of the twinned ones, so only the copy facing the camera is drawn. Parts without twins
+    (and the list, where no part has any) are returned as they are.
+    """
+    twins = twin_faces(np.concatenate([part.positions for part in parts]))
+    if not twins.any():
+        return parts
+    split, start = [], 0
+    for part in parts:
+        faces = twins[start : start + len(part.positions) // 3]
+        start += len(faces)
+        if not faces.any():
+            split.append(part)
+            continue
+        halves = [_select(part, ~faces), replace(_select(part, faces), single_sided=True)]
+        halves = [half for half in halves if len(half.positions)]
+        halves[0].warnings = part.warnings
+        split += halves
+    return split
+
+
+def _select(part: Part, faces: np.ndarray) -> Part:
+    """The faces of ``part`` where ``faces`` (F,) bool is True, as a part without warnings."""
+    corners = np.repeat(faces, 3)
+    return replace(
+        part,
+        positions=part.positions[corners],
+        normals=part.normals[corners],
+        colors=None if part.colors is None else part.colors[corners],
+        texcoords=None if part.texcoords is None else part.texcoords[corners],
+        warnings=[],
+    )
+
+
 def merge_plain_parts(parts: list[Part]) -> list[Part]:
-    """Merge untextured, opaque parts into one part with per-corner colours."""
+    """Merge untextured, opaque parts into one part with per-corner colours (one for the
+    double-sided parts, one for the single-sided ones)."""
     plain = [p for p in parts if p.texture is None and not p.translucent]
     other = [p for p in parts if p.texture is not None or p.translucent]
-    if len(plain) <= 1:
-        return plain + other
+    merged = []
+    for single_sided in (False, True):
+        group = [p for p in plain if p.single_sided == single_sided]
+        merged += [_merge(group)] if len(group) > 1 else group
+    return merged + other
+
+
+def _merge(plain: list[Part]) -> Part:
+    """One part with per-corner colours from untextured, opaque parts drawn alike."""
     colors = [
         p.colors * p.factor if p.colors is not None else np.tile(p.factor, (len(p.positions), 1))
         for p in plain
     ]
-    merged = Part(
+    return Part(
         positions=np.concatenate([p.positions for p in plain]),
         normals=np.concatenate([p.normals for p in plain]),
         factor=np.ones(4, dtype=np.float32),
         colors=np.concatenate(colors).astype(np.float32),
+        single_sided=plain[0].single_sided,
         warnings=[w for p in plain for w in p.warnings],
     )
-    return [merged, *other]
 
 
 def pyrender_mesh(part: Part) -> pyrender.Mesh:
-    """A pyrender mesh for one part (double-sided; our shader flips back-face normals)."""
+    """A pyrender mesh for one part: double-sided (the shader flips back-face normals) unless
+    the part is ``single_sided`` (pyrender then culls its back faces)."""
     import pyrender
 
     texture = None
@@ -320,7 +423,7 @@ def pyrender_mesh(part: Part) -> pyrender.Mesh:
         baseColorFactor=part.factor,
         baseColorTexture=texture,
         alphaMode="BLEND" if part.translucent else "OPAQUE",
-        doubleSided=True,
+        doubleSided=not part.single_sided,
     )
     primitive = pyrender.Primitive(
         positions=part.positions,
