@@ -16,7 +16,10 @@ so what is validated is what the file holds.
 Where the extension lies (a PLY named ``.obj``, a GLB named ``.gltf``) the format is
 read from the content (:func:`detect_format`) and a warning says what was found. Text
 formats whose header declares counts (ASCII PLY, OFF) and ASCII STL are checked for
-truncation against what the file actually holds.
+truncation against what the file actually holds. Text that is not UTF-8 (OBJ, OFF and
+MTL) is read as UTF-16 or Latin-1 with a warning; an OBJ whose last face line is cut
+gets a warning. Draco-compressed glTF primitives are decoded with DracoPy before
+trimesh parses the file (:func:`_decode_draco`).
 
 MTL files and textures are found as other tools find them (:class:`_AssetResolver`):
 ``map_Kd`` options skipped, Windows backslashes normalised, letter case ignored, and a
@@ -30,6 +33,8 @@ and never rotated.
 
 from __future__ import annotations
 
+import base64
+import codecs
 import io
 import json
 import logging
@@ -38,6 +43,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import numpy as np
 import trimesh
@@ -48,10 +55,13 @@ from xpt.toolkit.meshes.geometry import (
     AUTO,
     UP_AXIS,
     check_up_axis,
-    default_up_axis,
+    file_up_axis,
     up_rotation,
 )
 from xpt.toolkit.meshes.objects import MeshObject
+
+if TYPE_CHECKING:
+    from DracoPy import DracoMesh
 
 MAX_BYTES = 2 * 1024**3
 """Default size limit for one mesh file (2 GiB)."""
@@ -123,6 +133,21 @@ _MAP_OPTIONS = {
     "-t": 3,
 }
 _ABSOLUTE = re.compile(r"^(?:/|[A-Za-z]:/)")
+_OBJ_FACE = re.compile(rb"^[ \t]*f[ \t]", re.MULTILINE)
+_OBJ_POLYLINE = re.compile(rb"^[ \t]*l[ \t]", re.MULTILINE)
+_OBJ_VERTEX = re.compile(rb"^[ \t]*v[ \t]", re.MULTILINE)
+_OBJ_TAIL = 64 * 1024
+_PLY_TEXTURE = re.compile(rb"^comment[ \t]+TextureFile[ \t]+([^\r\n]+?)[ \t]*\r?$", re.M | re.I)
+_DRACO = "KHR_draco_mesh_compression"
+_UNDRACO = "or decompress it first: gltf-transform copy in.glb out.glb"
+_GLTF_COMPONENTS = {5120: "i1", 5121: "u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+# glTF extensions trimesh does not draw as written, and what is drawn instead
+_GLTF_APPROXIMATED = {
+    "KHR_materials_pbrSpecularGlossiness": "specular-glossiness materials are drawn with a base "
+    "colour converted from their diffuse and specular values (approximate)",
+    "KHR_texture_transform": "texture offsets, scales and rotations are not applied; textures "
+    "are drawn untransformed",
+}
 
 
 class MeshError(Exception):
@@ -160,7 +185,9 @@ class _AssetResolver(FilePathResolver):
     its base name in the mesh's folder. Each step ignores letter case where no file has
     the exact name. Unlike trimesh's own resolver, names may leave the mesh's folder
     (ShapeNet v2's ``models/model_normalized.mtl`` names ``../images/...``) as long as
-    they stay within ``root``.
+    they stay within ``root``. MTL files are handed over as UTF-8: one that is not UTF-8
+    (a 3ds Max export's ``newmtl Terraindæk``) is read as Latin-1, as the OBJ is, and
+    :attr:`warnings` says so; trimesh would drop the whole library.
     """
 
     def __init__(self, mesh_path: Path, root: Path):
@@ -169,12 +196,20 @@ class _AssetResolver(FilePathResolver):
         self.file_name = printable(self.file_name)
         self.folder = Path(self.parent)
         self.root = root.resolve()
+        self.warnings: list[str] = []
 
     def get(self, name: str) -> bytes:
         path, _ = self.locate(name)
         if path is None:
             raise FileNotFoundError(name)
-        return path.read_bytes()
+        data = path.read_bytes()
+        if path.suffix.lower() != ".mtl":
+            return data
+        data, latin1 = _utf8_or_latin1(data)
+        warning = f"material library '{name}' is not UTF-8 text; read as Latin-1"
+        if latin1 and warning not in self.warnings:
+            self.warnings.append(warning)
+        return data
 
     def locate(self, reference: str) -> tuple[Path | None, list[str]]:
         """The file ``reference`` names (None if not found) and the names tried, in order."""
@@ -315,8 +350,7 @@ def load_mesh(
 
     root = Path(asset_root) if asset_root is not None else path.parent.parent
     resolver = _AssetResolver(path, root)
-    if fmt == "obj":
-        warnings.extend(_missing_obj_assets(data, resolver))
+    data, options = _before_parse(path, fmt, data, resolver, warnings)
 
     capture = _Capture()
     logger = logging.getLogger("trimesh")
@@ -328,12 +362,13 @@ def load_mesh(
             resolver=resolver,
             force="scene",
             process=False,
+            **options,
         )
     except Exception as exc:
         raise MeshError(path, _parse_failure(fmt, data, exc)) from exc
     finally:
         logger.removeHandler(capture)
-    warnings.extend(m for m in capture.messages if m not in warnings)
+    warnings.extend(m for m in [*resolver.warnings, *capture.messages] if m not in warnings)
     validate_scene(path, scene)
     source_up_axis = UP_AXIS if fmt in ("glb", "gltf") else up_axis
     if source_up_axis != UP_AXIS:
@@ -344,8 +379,9 @@ def load_mesh(
 def load_object(obj: MeshObject, *, max_bytes: int = MAX_BYTES, up_axis: str = AUTO) -> LoadedMesh:
     """Load one source object (+Y up): its file, or the procedural generator for its seed.
 
-    ``up_axis`` is the up axis of the object's file, or ``auto`` for its source's default
-    (:data:`xpt.toolkit.meshes.geometry.SOURCE_UP_AXES`: ModelNet +Z, the others +Y).
+    ``up_axis`` is the up axis of the object's file, or ``auto`` for its format's convention
+    (STL and OFF +Z), else its source's default (ModelNet +Z, the others +Y); see
+    :func:`xpt.toolkit.meshes.geometry.file_up_axis`.
     """
     check_up_axis(up_axis)
     if obj.source in PROCEDURAL_SOURCES:
@@ -364,7 +400,7 @@ def load_object(obj: MeshObject, *, max_bytes: int = MAX_BYTES, up_axis: str = A
         return LoadedMesh(scene=scene, warnings=[])
     if obj.path is None:
         raise MeshError(obj.key, f"object from source '{obj.source}' has no mesh path")
-    axis = default_up_axis(obj.source) if up_axis == AUTO else up_axis
+    axis = file_up_axis(obj.source, obj.path, up_axis)
     return load_mesh(obj.path, max_bytes=max_bytes, up_axis=axis)
 
 
@@ -448,6 +484,7 @@ def detect_format(data: bytes, declared: str) -> str:
 def _check_header(path: Path, fmt: str, data: bytes) -> None:
     """Format checks that need no parsing: magic, declared sizes, truncation."""
     check = {
+        "obj": _check_obj,
         "ply": _check_ply,
         "off": _check_off,
         "stl": _check_stl,
@@ -456,6 +493,40 @@ def _check_header(path: Path, fmt: str, data: bytes) -> None:
     }.get(fmt)
     if check is not None:
         check(path, data)
+
+
+def _check_obj(path: Path, data: bytes) -> None:
+    """An OBJ of polylines only (``l`` lines, no ``f``) is a wireframe: say so, rather than
+    let trimesh read it as a point cloud."""
+    if _OBJ_FACE.search(data) is None and _OBJ_POLYLINE.search(data) is not None:
+        lines, vertices = _count_lines(_OBJ_POLYLINE, data), _count_lines(_OBJ_VERTEX, data)
+        raise MeshError(
+            path,
+            f"no faces: {lines:,} polylines ('l' lines) over {vertices:,} vertices but no 'f' "
+            "lines: a wireframe, not a surface",
+        )
+
+
+def _obj_truncation(data: bytes) -> list[str]:
+    """A warning when the OBJ's last line is a face cut short: fewer than three vertex
+    indices, or no line end (its last index may be cut too). trimesh loads the faces
+    before it without a word."""
+    offset = max(len(data) - _OBJ_TAIL, 0)
+    tail = data[offset:].rstrip()
+    start = tail.rfind(b"\n") + 1
+    words = tail[start:].split()
+    if (start == 0 and offset) or not words or words[0] != b"f":
+        return []
+    line = data.count(b"\n", 0, offset + start) + 1
+    shown = _one_line(tail[start:].decode("utf-8", errors="replace"))
+    if len(words) < 4:
+        return [
+            f"looks truncated: its last line (line {line:,}, '{shown}') is a face with "
+            f"{len(words) - 1} vertex indices"
+        ]
+    if not data.endswith((b"\n", b"\r")):
+        return [f"looks truncated: it ends mid-line in its face list (line {line:,}, '{shown}')"]
+    return []
 
 
 def _check_ply(path: Path, data: bytes) -> None:
@@ -617,6 +688,137 @@ def _check_gltf(path: Path, data: bytes) -> None:
         ) from exc
 
 
+def _gltf_parts(path: Path, fmt: str, data: bytes) -> tuple[dict, memoryview | None]:
+    """A glTF file's JSON document, and a GLB's BIN chunk (a view, not a copy; None without
+    one, or for .gltf)."""
+    length = struct.unpack_from("<I", data, 12)[0] if fmt == "glb" else len(data)
+    try:  # a .gltf file's JSON was checked by _check_gltf
+        tree = json.loads(data[20 : 20 + length] if fmt == "glb" else data)
+    except ValueError as exc:
+        raise MeshError(path, f"GLB JSON chunk is not valid ({_one_line(str(exc))})") from exc
+    if not isinstance(tree, dict):
+        raise MeshError(path, "the glTF JSON document is not an object")
+    if fmt == "gltf" or data[24 + length : 28 + length] != b"BIN\0":
+        return tree, None
+    (size,) = struct.unpack_from("<I", data, 20 + length)
+    return tree, memoryview(data)[28 + length : 28 + length + size]
+
+
+def _decode_draco(
+    path: Path,
+    fmt: str,
+    data: bytes,
+    tree: dict,
+    binary: memoryview | None,
+    resolver: _AssetResolver,
+) -> bytes:
+    """``data`` with its Draco-compressed primitives (KHR_draco_mesh_compression) decoded
+    into plain accessors, so that any trimesh reads them with their nodes and materials;
+    ``data`` itself when no primitive is compressed."""
+    primitives = [
+        (f"mesh {m} primitive {p}", primitive)
+        for m, mesh in enumerate(tree.get("meshes", []))
+        for p, primitive in enumerate(mesh.get("primitives", []))
+        if _DRACO in primitive.get("extensions", {})
+    ]
+    if not primitives:
+        return data
+    try:
+        import DracoPy
+    except ImportError as exc:
+        raise MeshError(
+            path, f"uses {_DRACO}, which needs DracoPy (pip install DracoPy), " + _UNDRACO
+        ) from exc
+    extra = bytearray()
+    for where, primitive in primitives:
+        draco = primitive["extensions"].pop(_DRACO)
+        try:
+            decoded = DracoPy.decode(_view_bytes(tree, draco["bufferView"], binary, resolver))
+            arrays = _draco_arrays(primitive, draco, decoded)
+        except Exception as exc:
+            raise MeshError(
+                path,
+                f"{where}: its {_DRACO} data does not decode ({_describe(exc)}): "
+                "corrupt or truncated",
+            ) from exc
+        for accessor, array in arrays.items():
+            _store_accessor(tree, accessor, array, extra)
+    for key in ("extensionsUsed", "extensionsRequired"):
+        if _DRACO in tree.get(key, ()):
+            tree[key].remove(_DRACO)
+    return _with_buffer(fmt, tree, binary, bytes(extra))
+
+
+def _draco_arrays(primitive: dict, draco: dict, decoded: DracoMesh) -> dict[int, np.ndarray]:
+    """The decoded arrays of one primitive by accessor index: the indices (flattened) and
+    each attribute the extension maps to a Draco attribute id."""
+    arrays = {}
+    if "indices" in primitive:
+        arrays[primitive["indices"]] = np.asarray(decoded.faces).reshape(-1)
+    for name, ident in draco.get("attributes", {}).items():
+        attribute = decoded.get_attribute_by_unique_id(ident)
+        if attribute is None:
+            raise ValueError(f"no Draco attribute {ident} for {name}")
+        if name in primitive.get("attributes", {}):
+            arrays[primitive["attributes"][name]] = np.asarray(attribute["data"])
+    return arrays
+
+
+def _view_bytes(
+    tree: dict, index: int, binary: memoryview | None, resolver: _AssetResolver
+) -> bytes:
+    """The bytes of bufferView ``index``: from the GLB's BIN chunk, a data URI or a file."""
+    view = tree["bufferViews"][index]
+    uri = tree["buffers"][view.get("buffer", 0)].get("uri")
+    if uri is None:
+        data = binary or b""
+    elif uri.startswith("data:"):
+        data = base64.b64decode(uri.split(",", 1)[1])
+    else:
+        data = resolver.get(unquote(uri))
+    start = view.get("byteOffset", 0)
+    return bytes(data[start : start + view["byteLength"]])
+
+
+def _store_accessor(tree: dict, index: int, array: np.ndarray, extra: bytearray) -> None:
+    """Append ``array`` (as the accessor's componentType) to ``extra`` in a new bufferView
+    of the buffer :func:`_with_buffer` adds, and point accessor ``index`` at it."""
+    accessor = tree["accessors"][index]
+    raw = np.ascontiguousarray(array, dtype=_GLTF_COMPONENTS[accessor["componentType"]])
+    extra += b"\0" * (-len(extra) % 4)
+    views = tree.setdefault("bufferViews", [])
+    views.append({"buffer": -1, "byteOffset": len(extra), "byteLength": raw.nbytes})
+    extra += raw.tobytes()
+    accessor.update(bufferView=len(views) - 1, byteOffset=0, count=len(array))
+    accessor.pop("sparse", None)
+
+
+def _with_buffer(fmt: str, tree: dict, binary: memoryview | None, extra: bytes) -> bytes:
+    """The file with ``extra`` as its data for the new bufferViews (``"buffer": -1``):
+    appended to a GLB's BIN chunk, else a buffer of its own with a data URI."""
+    views = [v for v in tree["bufferViews"] if v["buffer"] == -1]
+    if binary is not None:
+        base = len(binary) + (-len(binary) % 4)
+        binary = bytes(binary) + b"\0" * (base - len(binary)) + extra
+        tree["buffers"][0]["byteLength"] = len(binary)
+        for view in views:
+            view.update(buffer=0, byteOffset=base + view["byteOffset"])
+    else:
+        uri = "data:application/octet-stream;base64," + base64.b64encode(extra).decode()
+        tree.setdefault("buffers", []).append({"byteLength": len(extra), "uri": uri})
+        for view in views:
+            view["buffer"] = len(tree["buffers"]) - 1
+    text = json.dumps(tree).encode()
+    if fmt == "gltf":
+        return text
+    text += b" " * (-len(text) % 4)
+    chunks = struct.pack("<I4s", len(text), b"JSON") + text
+    if binary is not None:
+        binary += b"\0" * (-len(binary) % 4)
+        chunks += struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
+
+
 def _count_lines(pattern: re.Pattern, data: bytes, start: int = 0) -> int:
     """How many times ``pattern`` matches in ``data[start:]``, without building a list."""
     return sum(1 for _ in pattern.finditer(data, start))
@@ -626,33 +828,89 @@ def _parse_failure(fmt: str, data: bytes, exc: Exception) -> str:
     """The reason for a file the format's reader rejected."""
     name = FORMAT_NAMES[fmt]
     if isinstance(exc, IndexError):
-        return f"cannot parse {name}: a face references a vertex that does not exist " + (
-            f"({_describe(exc)})"
-        )
-    if fmt == "ply" and "unexpected length" in str(exc):
+        what = "a face references a vertex that does not exist"
+        reason = f"cannot parse {name}: {what} ({_describe(exc)})"
+    elif fmt == "ply" and "unexpected length" in str(exc):
         return "truncated or corrupt: the binary PLY body is not the size its header declares"
-    reason = f"cannot parse {name}: {_describe(exc)}"
+    else:
+        reason = f"cannot parse {name}: {_describe(exc)}"
     if fmt == "obj" and not data.endswith(b"\n"):
         reason += " (the file ends mid-line: truncated?)"
     return reason
 
 
+def _before_parse(
+    path: Path, fmt: str, data: bytes, resolver: _AssetResolver, warnings: list[str]
+) -> tuple[bytes, dict]:
+    """Per-format work before trimesh parses: warnings about assets and content trimesh
+    would pass over, Draco decoding; returns the data and extra :func:`trimesh.load` options."""
+    if fmt == "obj":
+        warnings.extend(_obj_truncation(data))
+        warnings.extend(_missing_obj_assets(data, resolver))
+    elif fmt == "ply":
+        missing = _missing_ply_texture(data, resolver)
+        warnings.extend(missing)
+        if missing:  # load untextured; trimesh would only log "unable to load image!"
+            return data, {"skip_materials": True}
+    elif fmt in ("glb", "gltf"):
+        try:
+            tree, binary = _gltf_parts(path, fmt, data)
+            used = {*tree.get("extensionsUsed", ()), *tree.get("extensionsRequired", ())}
+            warnings += [f"uses {n}: {what}" for n, what in _GLTF_APPROXIMATED.items() if n in used]
+            data = _decode_draco(path, fmt, data, tree, binary, resolver)
+        except (AttributeError, LookupError, TypeError) as exc:
+            raise MeshError(path, f"malformed glTF document ({_describe(exc)})") from exc
+    return data, {}
+
+
 def _as_utf8_text(path: Path, fmt: str, data: bytes, warnings: list[str]) -> bytes:
-    """Text formats: reject binary content; read non-UTF-8 text as Latin-1."""
+    """Text formats as UTF-8: UTF-16 decoded, other non-UTF-8 text read as Latin-1, binary
+    content rejected."""
+    encoding = _utf16_encoding(data)
+    if encoding is not None:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise MeshError(
+                path, f"UTF-16 text that does not decode ({exc.reason}); save it as UTF-8"
+            ) from exc
+        warnings.append("UTF-16 text, not UTF-8; read as UTF-16")
+        return text.encode("utf-8")
     if b"\0" in data:
         raise MeshError(path, f"binary data in a text {FORMAT_NAMES[fmt]} file")
+    data, latin1 = _utf8_or_latin1(data)
+    if latin1:
+        warnings.append("not UTF-8 text; read as Latin-1")
+    return data
+
+
+def _utf16_encoding(data: bytes) -> str | None:
+    """The codec of UTF-16 text (what Notepad's "Unicode" and PowerShell 5's ``>`` write):
+    a byte-order mark, or ASCII with every other byte NUL; None for anything else."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16"
+    head = data[: min(len(data), 4096) // 2 * 2]
+    if len(data) % 2 or not head:
+        return None
+    if not any(head[1::2]) and all(head[0::2]):
+        return "utf-16-le"
+    if not any(head[0::2]) and all(head[1::2]):
+        return "utf-16-be"
+    return None
+
+
+def _utf8_or_latin1(data: bytes) -> tuple[bytes, bool]:
+    """``data`` as UTF-8, and whether it was not UTF-8 and so was read as Latin-1 (every
+    byte a character: the 8-bit text of older Windows exporters)."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        warnings.append("not UTF-8 text; read as Latin-1")
-        return data.decode("latin-1").encode("utf-8")
-    return data
+        return data.decode("latin-1").encode("utf-8"), True
+    return data, False
 
 
 def _missing_obj_assets(data: bytes, resolver: _AssetResolver) -> list[str]:
     """Warnings for material libraries and ``map_Kd`` textures that cannot be read."""
-    from PIL import Image
-
     match = _MTLLIB.search(data)  # trimesh reads the first material library only
     if match is None:
         return []
@@ -661,21 +919,37 @@ def _missing_obj_assets(data: bytes, resolver: _AssetResolver) -> list[str]:
     if mtl is None:
         return [f"material library '{name}' not found{_tried(tried)}"]
     warnings = []
-    for line in mtl.read_bytes().decode("utf-8", errors="replace").splitlines():
+    for line in _utf8_or_latin1(mtl.read_bytes())[0].decode("utf-8").splitlines():
         words = line.split(maxsplit=1)
-        if len(words) < 2 or words[0].lower() != "map_kd":
-            continue
-        texture = words[1].strip()
-        image, tried = resolver.locate(texture)
-        if image is None:
-            warnings.append(f"texture '{texture}' (map_Kd in {name}) not found{_tried(tried)}")
-            continue
-        try:
-            with Image.open(image) as opened:
-                opened.verify()
-        except Exception:
-            warnings.append(f"texture '{texture}' (map_Kd in {name}) is not a readable image")
+        if len(words) == 2 and words[0].lower() == "map_kd":
+            warnings += _texture_warning(words[1].strip(), f"map_Kd in {name}", resolver)
     return warnings
+
+
+def _missing_ply_texture(data: bytes, resolver: _AssetResolver) -> list[str]:
+    """A warning when the image a PLY header names (``comment TextureFile a.png``, as
+    MeshLab writes) cannot be read."""
+    end = data.find(b"end_header", 0, _PLY_HEADER_MAX)
+    match = _PLY_TEXTURE.search(data, 0, max(end, 0))
+    if match is None:
+        return []
+    texture = match.group(1).decode("utf-8", errors="replace")
+    return _texture_warning(texture, "TextureFile in the PLY header", resolver)
+
+
+def _texture_warning(texture: str, where: str, resolver: _AssetResolver) -> list[str]:
+    """A warning when the image ``texture`` names is not found or cannot be read."""
+    from PIL import Image
+
+    image, tried = resolver.locate(texture)
+    if image is None:
+        return [f"texture '{texture}' ({where}) not found{_tried(tried)}"]
+    try:
+        with Image.open(image) as opened:
+            opened.verify()
+    except Exception:
+        return [f"texture '{texture}' ({where}) is not a readable image"]
+    return []
 
 
 def _tried(names: list[str]) -> str:
