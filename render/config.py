@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from xpt.toolkit.meshes.budget import DEFAULT_MAX_FACES, check_max_faces
+
 RIGS = ("r2n2", "ring", "sphere")
 BACKGROUNDS = ("white", "grey", "transparent")
 BACKENDS = ("egl", "osmesa")
@@ -30,7 +32,9 @@ class RenderConfig:
     per pixel; on a software rasteriser about 1.6x the cost of no anti-aliasing).
     ``time_limit`` is the wall-clock budget per object in seconds. ``up_axis`` is the up
     axis of the source's mesh files (``auto``: the source's default, ModelNet +Z, others
-    +Y); meshes are rotated from it to +Y before anything is normalised.
+    +Y); meshes are rotated from it to +Y before anything is normalised. ``max_faces``
+    bounds the faces drawn per object (meshes over it are simplified; 0: no bound), and
+    with them a worker's memory (:mod:`xpt.toolkit.meshes.budget`).
     """
 
     rig: str = "r2n2"
@@ -48,11 +52,13 @@ class RenderConfig:
     distance_ratio: float = 0.8
     png_compress_level: int = 1
     up_axis: str = "auto"
+    max_faces: int = DEFAULT_MAX_FACES
 
     def __post_init__(self) -> None:
         from xpt.toolkit.meshes.geometry import check_up_axis
 
         check_up_axis(self.up_axis)
+        check_max_faces(self.max_faces)
         if self.rig not in RIGS:
             raise ValueError(f"rig must be one of {', '.join(RIGS)}, got {self.rig!r}")
         if self.background not in BACKGROUNDS:
@@ -98,9 +104,11 @@ class RenderConfig:
 
         Run-time settings (backend, time limit, PNG compression) and parameters the rig
         does not use are left out: changing them does not make finished objects stale.
+        ``max_faces`` is left out too: it changes only the objects over it, which
+        :func:`xpt.render.output.is_complete` finds by their recorded face counts.
         """
         settings = asdict(self)
-        for name in ("backend", "time_limit", "png_compress_level"):
+        for name in ("backend", "time_limit", "png_compress_level", "max_faces"):
             settings.pop(name)
         if self.rig != "ring":
             settings.pop("elevation")

@@ -26,6 +26,7 @@ from xpt import __version__
 from xpt.render.cameras import CONVENTIONS, METADATA_FILE, format_metadata
 from xpt.render.config import RenderConfig
 from xpt.toolkit.fsio import atomic_directory
+from xpt.toolkit.meshes.budget import same_faces_under
 from xpt.toolkit.meshes.geometry import UP_AXIS
 from xpt.toolkit.meshes.objects import MeshObject
 
@@ -61,14 +62,25 @@ def expected_files(config: RenderConfig) -> list[str]:
     return names
 
 
-def is_complete(folder: str | os.PathLike, config: RenderConfig) -> bool:
-    """True when ``folder`` holds every output of ``config`` (made with the same settings)."""
+def is_complete(
+    folder: str | os.PathLike, config: RenderConfig, source_up_axis: str | None = None
+) -> bool:
+    """True when ``folder`` holds every output of ``config`` (made with the same settings).
+
+    ``source_up_axis``, when given, must be the axis the mesh was read with: a folder made
+    while ``auto`` still read STL and OFF files +Y up is rendered again. So is an object
+    whose recorded face count ``config.max_faces`` would change.
+    """
     folder = Path(folder)
     try:
         record = json.loads((folder / "rendering" / CAMERAS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     if not isinstance(record, dict) or record.get("settings") != config.output_settings():
+        return False
+    if source_up_axis not in (None, record.get("source_up_axis", UP_AXIS)):
+        return False
+    if "faces" in record and not same_faces_under(record["faces"], config.max_faces):
         return False
     return all((folder / name).is_file() for name in expected_files(config))
 
@@ -88,12 +100,17 @@ def depth_png_array(depth: np.ndarray) -> np.ndarray:
 
 
 def cameras_document(
-    obj: MeshObject, result: RenderResult, config: RenderConfig, source_up_axis: str = UP_AXIS
+    obj: MeshObject,
+    result: RenderResult,
+    config: RenderConfig,
+    source_up_axis: str = UP_AXIS,
+    faces: dict | None = None,
 ) -> dict:
     """The content of ``cameras.json``.
 
     ``up_axis`` is the frame's (always +Y); ``source_up_axis`` the mesh file's, from which
-    it was rotated to +Y before ``normalization`` was computed.
+    it was rotated to +Y before ``normalization`` was computed. ``faces`` is the face
+    budget's record (``max_faces``, faces drawn ``before`` and ``after`` simplification).
     """
     views = [{"file": view_name(i), **camera} for i, camera in enumerate(result.cameras)]
     document = {
@@ -123,6 +140,8 @@ def cameras_document(
         }
     if config.mask:
         document["mask"] = {"folder": "mask", "meaning": "uint8 PNG; 255 = object, 0 = background"}
+    if faces is not None:
+        document["faces"] = faces
     return document
 
 
@@ -132,6 +151,7 @@ def write_object(
     result: RenderResult,
     config: RenderConfig,
     source_up_axis: str = UP_AXIS,
+    faces: dict | None = None,
 ) -> None:
     """Write every output of one object into ``folder`` atomically (temp folder, rename)."""
     level = config.png_compress_level
@@ -152,7 +172,7 @@ def write_object(
             for i, mask in enumerate(result.mask):
                 image = mask.astype(np.uint8) * 255
                 (tmp / "mask" / view_name(i)).write_bytes(encode_png(image, level))
-        document = cameras_document(obj, result, config, source_up_axis)
+        document = cameras_document(obj, result, config, source_up_axis, faces)
         text = json.dumps(document, indent=1, sort_keys=True) + "\n"
         (rendering / CAMERAS_FILE).write_text(text, encoding="utf-8")
 

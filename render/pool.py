@@ -24,7 +24,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -51,6 +51,7 @@ from xpt.toolkit.interrupts import (
     interrupted_after,
     interrupts_ignored,
 )
+from xpt.toolkit.meshes.geometry import AUTO, FORMAT_UP_AXES, UP_AXIS, file_up_axis
 from xpt.toolkit.meshes.objects import MeshObject
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class RenderSummary:
     workers: int = 0
     out: str = ""
     layout: str = ""
-    note: str | None = None  # what layout detection wants the user to know
+    note: str | None = None  # one line per note: layout detection, split folders, up axis
     failures: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -115,10 +116,11 @@ def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: Ren
     """Load, render and write one object (runs in a worker). Raises :class:`JobError`."""
     from xpt.render.output import write_object
     from xpt.render.scene import GeometryError
-    from xpt.toolkit.meshes.load import MeshError, load_object
+    from xpt.toolkit.meshes.budget import load_within_budget
+    from xpt.toolkit.meshes.load import MeshError
 
     try:
-        loaded = load_object(obj, up_axis=config.up_axis)
+        loaded, faces = load_within_budget(obj, max_faces=config.max_faces, up_axis=config.up_axis)
     except MeshError as exc:
         raise JobError("load", exc.reason) from None
     try:
@@ -131,7 +133,7 @@ def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: Ren
         raise JobError(STAGE, reason, reset=is_gl) from None
     result.warnings = [*loaded.warnings, *result.warnings]
     try:
-        write_object(object_dir(out, obj), obj, result, config, loaded.source_up_axis)
+        write_object(object_dir(out, obj), obj, result, config, loaded.source_up_axis, faces)
     except OSError as exc:
         raise JobError("write", describe(exc)) from None
     return {"views": len(result.color), "seconds": result.seconds, "warnings": result.warnings}
@@ -338,7 +340,8 @@ def render_objects(
             duplicates.append(obj)
             continue
         seen.add(obj.key)
-        if is_complete(object_dir(out, obj), config):
+        axis = file_up_axis(obj.source, obj.path, config.up_axis)
+        if is_complete(object_dir(out, obj), config, axis):
             skipped.append(obj)
         else:
             pending.append(obj)
@@ -452,6 +455,26 @@ def part_failures_file(index: int, count: int) -> str:
     return f"failures-part-{index:03d}-of-{count:03d}.jsonl"
 
 
+def up_axis_note(objects: Sequence[MeshObject], up_axis: str) -> str | None:
+    """One line saying how many objects ``auto`` turned by their format's convention (STL and
+    OFF are +Z up) and how to keep them as stored; None when it turned none."""
+    from xpt.toolkit.meshes.load import FORMAT_NAMES
+
+    if up_axis != AUTO:
+        return None
+    suffixes = [obj.path.suffix.lower() for obj in objects if obj.path is not None]
+    turned = Counter(s for s in suffixes if FORMAT_UP_AXES.get(s, UP_AXIS) != UP_AXIS)
+    if not turned:
+        return None
+    axes = {FORMAT_UP_AXES[suffix] for suffix in turned}
+    count = sum(turned.values())
+    formats = ", ".join(FORMAT_NAMES[s[1:]] for s in FORMAT_UP_AXES if s in turned)
+    return (
+        f"up axis: {count} object{'s' if count != 1 else ''} read as {'/'.join(sorted(axes))} "
+        f"by their format's convention ({formats}); --up-axis {UP_AXIS} to keep them as stored"
+    )
+
+
 def run_render(
     source: str | Path,
     out: str | Path,
@@ -501,7 +524,8 @@ def run_render(
         failures_file=part_failures_file(index, count),
         unread=[u for u in found.unread if count == 1 or part_of(u.id, count) == index],
     )
-    summary.layout, summary.note = found.layout, found.note
+    notes = [found.note, up_axis_note(objects, config.up_axis)]
+    summary.layout, summary.note = found.layout, "\n".join(n for n in notes if n) or None
     if preview is not None:
         write_preview(preview, out, objects, config)
     return summary

@@ -150,3 +150,27 @@ def _started_until(
 def started_until() -> Callable[..., subprocess.Popen]:
     """:func:`_started_until`: run a command until it is ready to be signalled."""
     return _started_until
+
+
+def _write_cad_stl(path: Path, triangles: np.ndarray) -> Path:
+    """A binary STL as CAD and slicer tools write it (not trimesh's writer): an 80-byte
+    header, a uint32 triangle count, per facet its unit normal, three float32 corners and a
+    zero uint16 attribute. ``triangles`` : (n, 3, 3) float, Z up as those tools keep it."""
+    import struct
+
+    triangles = np.asarray(triangles, dtype=np.float32)
+    header = b"Binary STL written by a CAD exporter, units mm, Z up".ljust(80, b" ")
+    facets = []
+    for tri in triangles:
+        normal = np.cross(tri[1] - tri[0], tri[2] - tri[0])
+        normal = normal / np.linalg.norm(normal)
+        facets.append(struct.pack("<12fH", *normal, *tri.ravel(), 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + struct.pack("<I", len(triangles)) + b"".join(facets))
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_cad_stl() -> Callable[[Path, np.ndarray], Path]:
+    """:func:`_write_cad_stl`: a binary STL as CAD tools write it."""
+    return _write_cad_stl

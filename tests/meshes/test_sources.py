@@ -394,3 +394,50 @@ def test_keys_of_any_file_name_are_unique_safe_and_stable(tmp_path: Path) -> Non
     record = json.loads(line)
     assert record["path"].endswith("caf\\xe9.obj") and "\\ud" not in line
     assert record["reason"].encode("utf-8")
+
+
+def test_a_linked_folder_is_read_once_and_split_folders_are_not_categories(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "mine"
+    for rel in ("chairs/a.off", "chairs/train/ball.off", "chairs/test/cup.obj", "tables/t.obj"):
+        write_mesh(root / rel)
+    os.symlink(root / "tables", root / "a-link")  # sorts before "tables": kept is still tables/
+    os.symlink("a.off", root / "chairs" / "same.off")  # a linked file, too
+    found = scan_source(root)
+    assert [(o.category_id, o.model_id, o.split) for o in found.objects] == [
+        ("chairs", "a", None),
+        ("chairs", "ball", "train"),
+        ("chairs", "cup", "test"),
+        ("tables", "t", None),
+    ]
+    assert [o.path.relative_to(root).as_posix() for o in found.objects][-1] == "tables/t.obj"
+    assert [(u.id, u.reason) for u in found.unread] == [
+        (
+            "a-link/t.obj",
+            "duplicate of tables/t.obj (the same file, reached through a symbolic link)",
+        ),
+        (
+            "chairs/same.off",
+            "duplicate of chairs/a.off (the same file, reached through a symbolic link)",
+        ),
+    ]
+    record = found.unread[0].failure()
+    assert (record.id, record.stage) == ("a-link/t.obj", "source")
+    assert record.path.endswith("mine/a-link/t.obj")
+    assert found.note.splitlines()[-1] == (
+        "2 mesh files are in a folder named like a split (e.g. chairs/test/cup.obj): "
+        "category = the folder above (chairs), split = the folder's name (test)"
+    )
+    assert [o.model_id for o in open_source(root, split="train")] == ["ball"]
+    # a dataset layout reads each file once too: a linked class folder of ModelNet
+    modelnet = modelnet_tree(tmp_path / "mn")
+    os.symlink(modelnet / "chair", modelnet / "armchair")
+    linked = scan_source(modelnet)
+    assert linked.layout == "modelnet" and {o.category_id for o in linked.objects} == {
+        "airplane",
+        "chair",
+    }
+    assert len(linked.objects) == 5 and len(linked.unread) == 3
+    assert {(o.category_id, o.label) for o in linked.objects} == {("airplane", 0), ("chair", 1)}
+    assert {u.id.split("/")[0] for u in linked.unread} == {"armchair"}

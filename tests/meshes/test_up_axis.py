@@ -11,6 +11,7 @@ import trimesh
 from xpt.toolkit.meshes.geometry import UP_AXES, as_mesh, check_up_axis, up_rotation
 from xpt.toolkit.meshes.load import MeshError, check_source_up_axis, load_mesh, load_object
 from xpt.toolkit.meshes.objects import MeshObject
+from xpt.toolkit.meshes.sources import scan_source
 
 DIRECTIONS = {
     "+X": (1, 0, 0),
@@ -77,10 +78,12 @@ def test_each_source_has_its_default_and_an_explicit_axis_wins(tmp_path: Path) -
     modelnet = load_object(_object("modelnet", off, "train"))
     assert modelnet.source_up_axis == "+Z"
     assert np.allclose(modelnet.scene.extents, (1.0, 2.1, 1.0))
-    folder = load_object(_object("folder", off))
+    obj = tmp_path / "pole" / "pole.obj"
+    obj.write_text(trimesh.exchange.obj.export_obj(mushroom_z_up()))
+    folder = load_object(_object("folder", obj))  # OBJ has no convention: the folder's +Y
     assert folder.source_up_axis == "+Y"
     assert np.allclose(folder.scene.extents, (1.0, 1.0, 2.1))
-    told = load_object(_object("folder", off), up_axis="+Z")
+    told = load_object(_object("folder", obj), up_axis="+Z")
     assert told.source_up_axis == "+Z"
     assert np.allclose(told.scene.extents, (1.0, 2.1, 1.0))
     assert np.allclose(load_object(_object("modelnet", off), up_axis="+Y").scene.extents[1], 1.0)
@@ -99,3 +102,31 @@ def test_procedural_objects_refuse_another_up_axis() -> None:
     assert load_object(obj, up_axis="+Y").source_up_axis == "+Y"
     with pytest.raises(MeshError, match="generated \\+Y up"):
         load_object(obj, up_axis="+Z")
+
+
+def tall_box_triangles() -> np.ndarray:
+    """(12, 3, 3) float: a 0.4 x 0.6 x 2 box standing on z = 0, outward-facing, Z up."""
+    box = trimesh.creation.box(extents=(0.4, 0.6, 2.0))
+    box.apply_translation((0.0, 0.0, 1.0))
+    return box.triangles
+
+
+def test_stl_and_off_in_a_plain_folder_are_read_z_up_by_their_convention(
+    tmp_path: Path, write_cad_stl
+) -> None:
+    root = tmp_path / "parts"
+    write_cad_stl(root / "brackets" / "tall.stl", tall_box_triangles())
+    (root / "scans" / "pole.off").parent.mkdir(parents=True)
+    (root / "scans" / "pole.off").write_text(trimesh.exchange.off.export_off(mushroom_z_up()))
+    found = scan_source(root)
+    assert found.layout == "folder" and [o.path.suffix for o in found.objects] == [".stl", ".off"]
+    stl, off = (load_object(obj) for obj in found.objects)
+    assert (stl.source_up_axis, off.source_up_axis) == ("+Z", "+Z")
+    assert np.allclose(stl.scene.extents, (0.4, 2.0, 0.6))  # the tall axis is +Y
+    assert np.allclose(stl.scene.bounds[:, 1], (0.0, 2.0))  # standing on its base, not upside down
+    assert np.allclose(off.scene.extents, (1.0, 2.1, 1.0))
+    # --up-axis +Y keeps them as stored
+    kept = [load_object(obj, up_axis="+Y") for obj in found.objects]
+    assert [k.source_up_axis for k in kept] == ["+Y", "+Y"]
+    assert np.allclose(kept[0].scene.extents, (0.4, 0.6, 2.0))
+    assert np.allclose(kept[1].scene.extents, (1.0, 1.0, 2.1))

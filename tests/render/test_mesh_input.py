@@ -77,7 +77,7 @@ def test_z_up_sources_render_and_sample_upright(tmp_path: Path) -> None:
     _write_off(folder / "pole" / "tall.off")
     runner = CliRunner()
 
-    # ModelNet is +Z up by default; a plain folder when told
+    # ModelNet is +Z up by default; a plain folder when told (its OFF is +Z by default too)
     for source, extra, out in [
         (modelnet, [], tmp_path / "r-modelnet"),
         (folder, ["--up-axis", "+Z"], tmp_path / "r-folder"),
@@ -96,7 +96,7 @@ def test_z_up_sources_render_and_sample_upright(tmp_path: Path) -> None:
             assert (record["up_axis"], record["source_up_axis"]) == ("+Y", "+Z")
             assert record["settings"]["up_axis"] == ("+Z" if extra else "auto")
 
-    # the same folder without --up-axis is read +Y up: the pole lies on its side
+    # the same file read as stored (+Y up): the pole lies on its side
     with ObjectRenderer(RenderConfig(rig="ring", views=4, size=48)) as renderer:
         lying = renderer.render(load_mesh(folder / "pole" / "tall.off").scene, "pole")
     assert any(_silhouette(image)[1] > 1.4 * _silhouette(image)[0] for image in lying.color)
@@ -117,7 +117,7 @@ def test_z_up_sources_render_and_sample_upright(tmp_path: Path) -> None:
             _assert_upright(sample["points"])
 
     # renders made +Z up do not pair with a mesh read +Y up: the object fails, saying why
-    args = [*shard, str(folder), "--renders", str(tmp_path / "r-folder")]
+    args = [*shard, str(folder), "--up-axis", "+Y", "--renders", str(tmp_path / "r-folder")]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "s-mismatch")])
     failures = (tmp_path / "s-mismatch" / "failures.jsonl").read_text().splitlines()
     assert len(failures) == 1
@@ -125,6 +125,58 @@ def test_z_up_sources_render_and_sample_upright(tmp_path: Path) -> None:
         "the views were rendered from the mesh read +Z up, this run reads it +Y up "
         "(give both the same --up-axis)"
     )
+
+
+def test_auto_reads_cad_stl_and_off_z_up_says_so_and_records_it(
+    tmp_path: Path, write_cad_stl
+) -> None:
+    """A folder as users have them: a CAD part (binary STL), a Z-up OFF outside ModelNet's
+    layout and a Y-up OBJ. ``auto`` stands the first two up, records the axis per object and
+    says in one line how many it turned; ``--up-axis +Y`` keeps every file as stored."""
+    folder = tmp_path / "mixed"
+    part = trimesh.creation.box(extents=(0.4, 0.6, 2.0))
+    write_cad_stl(folder / "brackets" / "tall.stl", part.triangles)
+    _write_off(folder / "poles" / "pole.off")
+    part.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0)))
+    (folder / "posts" / "post.obj").parent.mkdir(parents=True)
+    (folder / "posts" / "post.obj").write_text(trimesh.exchange.obj.export_obj(part))
+    runner = CliRunner()
+    told = {
+        "auto": {"tall": "+Z", "pole": "+Z", "post": "+Y"},
+        "+Y": dict.fromkeys(["tall", "pole", "post"], "+Y"),
+    }
+    for axis, expected in told.items():
+        out = tmp_path / f"r-{axis}"
+        args = ["render", str(folder), "--out", str(out), "--rig", "ring", *SMALL]
+        result = runner.invoke(app, [*args, "--up-axis", axis])
+        assert result.exit_code == 0, result.output
+        recorded = {
+            path.parent.parent.name: json.loads(path.read_text())["source_up_axis"]
+            for path in out.glob("*/*/rendering/cameras.json")
+        }
+        assert recorded == expected
+        notes = [line for line in result.output.splitlines() if line.startswith("note up axis")]
+        standing = {
+            name: all(_silhouette(v)[0] > 1.4 * _silhouette(v)[1] for v in views)
+            for name, views in _views(out).items()
+        }
+        if axis == "auto":
+            assert notes == [
+                "note up axis: 2 objects read as +Z by their format's convention (STL, OFF); "
+                "--up-axis +Y to keep them as stored"
+            ]
+            assert standing == {"tall": True, "pole": True, "post": True}
+        else:
+            assert notes == []
+            assert standing == {"tall": False, "pole": False, "post": True}
+    # a folder rendered when auto still read STL +Y up is rendered again on resume, not kept
+    cameras = tmp_path / "r-auto" / "brackets" / "tall" / "rendering" / "cameras.json"
+    cameras.write_text(json.dumps({**json.loads(cameras.read_text()), "source_up_axis": "+Y"}))
+    args = ["render", str(folder), "--out", str(tmp_path / "r-auto"), "--rig", "ring", *SMALL]
+    again = runner.invoke(app, [*args, "--json", "-"])
+    assert again.exit_code == 0, again.output
+    assert (json.loads(again.stdout)["done"], json.loads(again.stdout)["skipped"]) == (1, 2)
+    assert json.loads(cameras.read_text())["source_up_axis"] == "+Z"
 
 
 def test_up_axis_for_the_procedural_library_is_a_one_line_error(tmp_path: Path) -> None:

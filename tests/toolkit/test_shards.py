@@ -606,3 +606,49 @@ def test_nothing_made_is_an_error_and_unread_entries_are_recorded(data, tmp_path
     assert verify_shards(tmp_path / "a").ok
     strict = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--strict"])
     assert strict.exit_code == 1
+
+
+def test_shard_from_renders_carries_renders_reason_and_source_records(tmp_path: Path) -> None:
+    """Render a folder with a degenerate mesh (every vertex the same point, as a broken
+    export leaves it), a good one and a linked copy of its folder, then shard the renders:
+    the degenerate object's line carries render's own reason, not a guess."""
+    from typer.testing import CliRunner
+
+    from xpt.toolkit.cli import app
+
+    meshes = tmp_path / "meshes"
+    (meshes / "bad").mkdir(parents=True)
+    (meshes / "bad" / "flat.obj").write_text("v 1 1 1\nv 1 1 1\nv 1 1 1\nf 1 2 3\n")
+    (meshes / "box").mkdir()
+    trimesh.creation.box().export(meshes / "box" / "cube.obj")
+    os.symlink(meshes / "box", meshes / "copy")
+    renders, out = tmp_path / "renders", tmp_path / "shards"
+    small = ["--views", "1", "--size", "16"]
+    rendered = CliRunner().invoke(app, ["render", str(meshes), "--out", str(renders), *small])
+    assert rendered.exit_code == 0, rendered.output
+    by_render = {f.id: f for f in read_failures(renders / "failures.jsonl")}
+    assert (by_render["folder_bad_flat"].stage, by_render["folder_bad_flat"].reason) == (
+        "load",
+        "zero-size bounding box",
+    )
+    args = ["shard", str(meshes), "--renders", str(renders), "--out", str(out), "--points", "64"]
+    sharded = CliRunner().invoke(app, args)
+    assert sharded.exit_code == 0, sharded.output
+    failures = {f.id: f for f in read_failures(out / "failures.jsonl")}
+    flat = failures["folder_bad_flat"]
+    assert (flat.stage, flat.reason) == (
+        "views",
+        "not rendered: zero-size bounding box (render's failures.jsonl)",
+    )
+    assert flat.path.endswith("bad/flat.obj")
+    # the linked folder is read once; its second path is recorded by both steps
+    duplicate = "duplicate of box/cube.obj (the same file, reached through a symbolic link)"
+    for records in (by_render, failures):
+        assert (records["copy/cube.obj"].stage, records["copy/cube.obj"].reason) == (
+            "source",
+            duplicate,
+        )
+    assert read_manifest(out)["samples"] == 1 and sorted(failures) == [
+        "copy/cube.obj",
+        "folder_bad_flat",
+    ]

@@ -59,3 +59,14 @@ StrictOption = Annotated[
         "(without it: only when every object failed).",
     ),
 ]
+MaxFacesOption = Annotated[
+    int,
+    typer.Option(
+        help="Most faces drawn per object: a mesh over it is simplified (quadric decimation; "
+        "materials, colours and UVs kept; counts in the object's json), a file declaring "
+        "over 5x it is refused unread. 0: no limit. A worker peaks at about 3.5 KB per face of "
+        "the budget (1.36 KB per face drawn, the rest loading a file of up to 5x): 6.9 GB at "
+        "the default 2,000,000, for a 24 GB machine at the default 1 worker, or 2 "
+        "(docs/MESHES.md).",
+    ),
+]

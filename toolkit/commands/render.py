@@ -10,12 +10,14 @@ import typer
 
 from xpt.toolkit.commands.options import (
     LayoutOption,
+    MaxFacesOption,
     Rig,
     SplitOption,
     StrictOption,
     UpAxis,
     UpAxisOption,
 )
+from xpt.toolkit.meshes.budget import DEFAULT_MAX_FACES
 
 
 class Background(str, Enum):
@@ -96,6 +98,7 @@ def render(
     time_limit: Annotated[
         float, typer.Option(help="Seconds one object may take before it is recorded as failed.")
     ] = 120.0,
+    max_faces: MaxFacesOption = DEFAULT_MAX_FACES,
     preview: Annotated[
         Path | None, typer.Option(help="Write a contact sheet PNG of a few objects and views.")
     ] = None,
@@ -132,6 +135,7 @@ def render(
             backend=backend.value,
             time_limit=time_limit,
             up_axis=up_axis.value,
+            max_faces=max_faces,
         )
         summary = run_render(
             source,
@@ -155,8 +159,8 @@ def render(
         rows["preview"] = str(preview)
     if str(json_path) != "-":
         print_table("xpt render", rows)
-    if summary.note:
-        err.print(f"[yellow]note[/yellow] {escape(summary.note)}", highlight=False)
+    for note in (summary.note or "").splitlines():
+        err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     write_json_report(json_path, report)
     if summary.all_failed:
         raise error_exit(f"every object failed: see {out}/failures*.jsonl")

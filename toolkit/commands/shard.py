@@ -10,12 +10,14 @@ import typer
 
 from xpt.toolkit.commands.options import (
     LayoutOption,
+    MaxFacesOption,
     Rig,
     SplitOption,
     StrictOption,
     UpAxis,
     UpAxisOption,
 )
+from xpt.toolkit.meshes.budget import DEFAULT_MAX_FACES
 
 
 class Format(str, Enum):
@@ -118,6 +120,7 @@ def shard(
     split: SplitOption = None,
     layout: LayoutOption = None,
     up_axis: UpAxisOption = UpAxis.auto,
+    max_faces: MaxFacesOption = DEFAULT_MAX_FACES,
     per_category: Annotated[int, typer.Option(help="Procedural objects per category.")] = 8,
     rig: Annotated[Rig, typer.Option(help="Camera rig when rendering on the fly.")] = Rig.r2n2,
     views: Annotated[
@@ -172,6 +175,7 @@ def shard(
             split=split,
             layout=None if layout is None else layout.value,
             up_axis=up_axis.value,
+            max_faces=max_faces,
             per_category=per_category,
             limit=limit,
             num_points=points,
@@ -196,8 +200,8 @@ def shard(
         raise error_exit(str(error)) from error
     if str(json_path) != "-":  # stdout then carries the JSON alone
         print_table("xpt shard", result.summary())
-    if result.note:
-        err.print(f"[yellow]note[/yellow] {escape(result.note)}", highlight=False, soft_wrap=True)
+    for note in (result.note or "").splitlines():
+        err.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     if result.failures:
         err.print(
             f"{len(result.failures)} objects or files left out: see "

@@ -6,7 +6,8 @@ the unit sphere. Up axis is +Y, as in ShapeNet.
 
 Sources whose up axis is another one (ModelNet's OFF files, most STL files and scans are
 +Z up) are rotated into the +Y-up frame when loaded, before anything is normalised, so
-views and points are made from the same upright geometry. :func:`up_rotation` is that
+views and points are made from the same upright geometry (:func:`file_up_axis` says which
+axis a file is read with: ``auto`` follows its format's convention). :func:`up_rotation` is that
 rotation: the proper rotation (no mirroring) that takes the source's up axis to +Y about
 the X axis for +-Z and -Y and about the Z axis for +-X, e.g. +Z up:
 ``(x, y, z) -> (x, z, -y)``, which also turns a Z-up file's front (-Y) to +Z, glTF's front.
@@ -15,6 +16,7 @@ the X axis for +-Z and -Y and about the Z axis for +-X, e.g. +Z up:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -23,7 +25,8 @@ UP_AXIS = "+Y"
 """The up axis of the normalised frame every output refers to."""
 
 AUTO = "auto"
-"""``--up-axis auto``: the default of the object's source (:data:`SOURCE_UP_AXES`)."""
+"""``--up-axis auto``: the file's format convention (:data:`FORMAT_UP_AXES`), else the
+default of the object's source (:data:`SOURCE_UP_AXES`)."""
 
 # Rows of the 3x3 rotation that takes each source up axis to +Y.
 _TO_Y_UP = {
@@ -45,7 +48,13 @@ SOURCE_UP_AXES = {
     "procedural": "+Y",
     "procedural-eval": "+Y",
 }
-"""The up axis ``auto`` means for each source (a source not listed: +Y)."""
+"""The up axis ``auto`` means for each source's files whose format has none (a source not
+listed: +Y)."""
+
+FORMAT_UP_AXES = {".stl": "+Z", ".off": "+Z", ".glb": "+Y", ".gltf": "+Y"}
+"""The up axis of each format that has one, by extension: glTF is +Y up by its specification
+(whatever ``--up-axis`` says); STL (CAD, 3-D printing) and OFF (ModelNet) are +Z up by
+convention, which ``auto`` follows. OBJ and PLY have none: their source's default."""
 
 
 def check_up_axis(value: str, *, allow_auto: bool = True) -> str:
@@ -59,6 +68,21 @@ def check_up_axis(value: str, *, allow_auto: bool = True) -> str:
 def default_up_axis(source: str) -> str:
     """The up axis of ``source``'s files when the user gives none (:data:`SOURCE_UP_AXES`)."""
     return SOURCE_UP_AXES.get(source, UP_AXIS)
+
+
+def file_up_axis(source: str, path: str | Path | None, up_axis: str) -> str:
+    """The up axis a file of ``source`` is read with when the user gives ``up_axis``.
+
+    glTF keeps +Y (its specification); ``auto`` takes the format's convention
+    (:data:`FORMAT_UP_AXES`, by the extension, so it is known before the file is read),
+    else the source's default. ``path`` None (an in-memory object) has no format.
+    """
+    suffix = Path(path).suffix.lower() if path is not None else ""
+    if FORMAT_UP_AXES.get(suffix) == UP_AXIS:
+        return UP_AXIS
+    if up_axis == AUTO:
+        return FORMAT_UP_AXES.get(suffix, default_up_axis(source))
+    return up_axis
 
 
 def up_rotation(axis: str) -> np.ndarray:

@@ -6,7 +6,8 @@ Layouts (detected from the whole tree, see :func:`detect_layout`, or forced by n
 - ``shapenet-v1``: ``<synset>/<model_id>/model.obj``
   (both: category names from ``taxonomy.json`` at the root when present)
 - ``modelnet``: ``<class>/{train,test}/<name>.off``, with the split
-- ``folder``: any tree of mesh files; the category is the parent folder's name
+- ``folder``: any tree of mesh files; the category is the parent folder's name, or the
+  one above a folder named ``train``/``test``/``val``, which then gives the split
 - the word ``procedural`` (or ``procedural-eval``, the evaluation set): the
   embedded procedural shape library, generated in memory
 
@@ -17,7 +18,8 @@ A dataset layout is detected only when it explains every mesh file in the tree;
 otherwise the tree is a ``folder`` source, so a stray ``<a>/<b>/model.obj`` never hides
 the other meshes. Whatever the layout, every entry named like a mesh that it does not
 read (a file outside a forced layout, a broken symlink, a folder called ``x.obj``, a
-folder that cannot be listed) is returned as :class:`Unread`, for the failure record.
+folder that cannot be listed, a second path to a file already read, through a symbolic
+link) is returned as :class:`Unread`, for the failure record.
 
 Labels are the index of the category in the sorted category ids of the whole
 source, so they do not change when a category filter is applied. Every model
@@ -48,6 +50,8 @@ SHAPENET_FILES = {
     "shapenet-v1": ("model.obj",),
 }
 MODELNET_SPLITS = ("test", "train")
+SPLIT_FOLDERS = ("train", "test", "val")
+"""Folder names a ``folder`` source reads as a split, not a category (any letter case)."""
 TAXONOMY = "taxonomy.json"
 
 
@@ -78,7 +82,7 @@ class Source:
     objects: list[MeshObject]
     layout: str
     unread: list[Unread] = field(default_factory=list)
-    note: str | None = None  # e.g. "looks like shapenet-v2 but for 2 files: ..."
+    note: str | None = None  # one line per note, e.g. "3 of 40 mesh files are in the ..."
 
 
 def open_source(spec: str | Path = PROCEDURAL, **options: Any) -> list[MeshObject]:
@@ -202,26 +206,39 @@ def iter_modelnet(root: str | Path) -> Iterator[MeshObject]:
 
 
 def iter_folder(root: str | Path) -> Iterator[MeshObject]:
-    """Every mesh file under ``root`` (or ``root`` itself); category = parent folder name.
+    """Every mesh file under ``root`` (or ``root`` itself), each real file once;
+    category and split by :func:`_folder_place`.
 
     Model ids are file stems; where two files would get the same key (same category
     and stem), their paths relative to ``root`` are used instead.
     """
     root = _absolute(root)
-    yield from _folder_objects(root, [root] if root.is_file() else _walk(root)[0])
+    paths = [root] if root.is_file() else _read_once(_walk(root)[0], root)[0]
+    yield from _folder_objects(root, paths)
+
+
+def _folder_place(path: Path, root: Path) -> tuple[str, str | None]:
+    """(category, split) of a file in a ``folder`` source: its folder's name, no split; but
+    a folder named like a split (``chairs/train/ball.off``) names the split, and the
+    folder above it the category, as in ModelNet (a ``test`` file stays out of training)."""
+    folder = path.parent
+    if folder.name.lower() in SPLIT_FOLDERS and folder != root and folder.parent.name:
+        return printable(folder.parent.name), folder.name.lower()
+    return printable(folder.name), None
 
 
 def _folder_objects(root: Path, paths: Sequence[Path]) -> Iterator[MeshObject]:
-    categories = {path: printable(path.parent.name) for path in paths}
-    labels = {name: i for i, name in enumerate(sorted(set(categories.values())))}
+    places = {path: _folder_place(path, root) for path in paths}
+    labels = {name: i for i, name in enumerate(sorted({c for c, _ in places.values()}))}
     objects = [
         MeshObject(
             source="folder",
-            category_id=categories[path],
-            category_name=categories[path],
+            category_id=places[path][0],
+            category_name=places[path][0],
             model_id=printable(path.stem),
-            label=labels[categories[path]],
+            label=labels[places[path][0]],
             path=path,
+            split=places[path][1],
         )
         for path in paths
     ]
@@ -307,6 +324,8 @@ def _scan_path(path: Path, forced: str | None) -> Source:
             raise SourceError(f"{path}: a single mesh file cannot be read as {forced}")
         return Source(list(_folder_objects(path, [path])), "folder")
     files, unread = _walk(path)
+    files, twice = _read_once(files, path)
+    unread = sorted([*unread, *twice], key=lambda u: u.id)
     if not files:
         bad = f"; {len(unread)} entries named like meshes cannot be read" if unread else ""
         raise SourceError(
@@ -335,9 +354,10 @@ def _scan_path(path: Path, forced: str | None) -> Source:
             raise SourceError(f"{path}: no {forced} files found (expected {expected})")
     if chosen is None:
         objects = list(_folder_objects(path, files))
-        return Source(_unique_keys(objects, path), "folder", unread, note)
+        notes = "\n".join(n for n in (note, _split_note(objects, path)) if n) or None
+        return Source(_unique_keys(objects, path), "folder", unread, notes)
     root = path.parent if chosen.category else path
-    objects = list(_ITERATORS[chosen.layout](root))
+    objects = _without(list(_ITERATORS[chosen.layout](root)), {u.path for u in twice})
     if chosen.category:
         objects = [o for o in objects if o.category_id == printable(path.name)]
     read = {o.path for o in objects}
@@ -521,6 +541,51 @@ def _walk(root: Path) -> tuple[list[Path], list[Unread]]:
 
 def _relative(path: Path, root: Path) -> str:
     return printable(path.relative_to(root).as_posix())
+
+
+def _read_once(files: Sequence[Path], root: Path) -> tuple[list[Path], list[Unread]]:
+    """``files`` (sorted) with each real file once, and an :class:`Unread` for every other path
+    to one of them (a symlinked folder or file reaches it twice).
+
+    The path that follows no link is kept (else the first by name), so a linked folder never
+    renders its files a second time under another category.
+    """
+    real_root = Path(os.path.realpath(root))
+    real = {path: Path(os.path.realpath(path)) for path in files}
+    kept: dict[Path, Path] = {}
+    twice = []
+    for path in sorted(files, key=lambda p: (real[p] != real_root / p.relative_to(root), p)):
+        first = kept.setdefault(real[path], path)
+        if first != path:
+            reason = (
+                f"duplicate of {_relative(first, root)} "
+                "(the same file, reached through a symbolic link)"
+            )
+            twice.append(Unread(_relative(path, root), path, reason))
+    return sorted(kept.values()), twice
+
+
+def _without(objects: list[MeshObject], dropped: set[Path]) -> list[MeshObject]:
+    """``objects`` but those at a ``dropped`` path, labelled again if any was dropped, so a
+    linked folder's category (never read) takes no label."""
+    if not dropped:
+        return objects
+    kept = [o for o in objects if o.path not in dropped]
+    labels = {c: i for i, c in enumerate(sorted({o.category_id for o in kept}))}
+    return [replace(o, label=labels[o.category_id]) for o in kept]
+
+
+def _split_note(objects: Sequence[MeshObject], root: Path) -> str | None:
+    """One line on the files whose folder is named like a split (:func:`_folder_place`)."""
+    split = [o for o in objects if o.split is not None]
+    if not split:
+        return None
+    first, many = split[0], len(split) > 1
+    return (
+        f"{len(split)} mesh file{'s are' if many else ' is'} in a folder named like a split "
+        f"(e.g. {_relative(first.path, root)}): category = the folder above "
+        f"({first.category_id}), split = the folder's name ({first.split})"
+    )
 
 
 def _has_shapenet_model(synset: Path, parts: tuple[str, ...]) -> bool:

@@ -47,6 +47,7 @@ from xpt.toolkit.interrupts import (
     interrupted_after,
     interrupts_ignored,
 )
+from xpt.toolkit.meshes.budget import DEFAULT_MAX_FACES
 from xpt.toolkit.meshes.geometry import UP_AXES, as_mesh
 from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.meshes.sampling import SAMPLERS, sample_surface
@@ -126,6 +127,7 @@ class ShardConfig:
     workers: int = 1
     render: dict[str, Any] = field(default_factory=dict)
     up_axis: str = "auto"  # the mesh files' up axis (auto: the source's default)
+    max_faces: int = DEFAULT_MAX_FACES  # meshes over it are simplified (0: no budget)
     alpha: str = "white"  # crosspoint views: composite on white, or "drop" as the release
 
     def __post_init__(self) -> None:
@@ -154,6 +156,10 @@ class ShardConfig:
             ),
             (self.max_samples is None or self.max_samples >= 1, "max samples must be >= 1"),
             (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
+            (
+                self.max_faces >= 0,
+                f"max faces must be 0 (no budget) or positive, got {self.max_faces}",
+            ),
             (self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}"),
             (
                 self.up_axis in ("auto", *UP_AXES),
@@ -203,6 +209,8 @@ class ShardConfig:
             if settings[name] is None:
                 settings.pop(name)
         settings.pop("alpha")  # recorded by the crosspoint maker's description (views_from)
+        if self.format != "meshes":
+            settings.pop("max_faces")  # the release's point clouds are not meshes
         if self.renders is not None or self.format != "meshes":
             settings["render"] = None  # only on-the-fly rendering uses these
         return settings
@@ -242,12 +250,14 @@ class MeshSampleMaker:
     normals: bool = True
     seed: int = 0
     up_axis: str = "auto"
+    max_faces: int = DEFAULT_MAX_FACES
 
     def __call__(self, obj: MeshObject) -> Sample:
-        from xpt.toolkit.meshes.load import MeshError, load_object
+        from xpt.toolkit.meshes.budget import load_within_budget
+        from xpt.toolkit.meshes.load import MeshError
 
         try:
-            loaded = load_object(obj, up_axis=self.up_axis)
+            loaded, faces = load_within_budget(obj, max_faces=self.max_faces, up_axis=self.up_axis)
         except MeshError as error:
             raise SampleError("load", error.reason) from error
         try:
@@ -259,6 +269,14 @@ class MeshSampleMaker:
                 "views",
                 f"the views were rendered from the mesh read {views.source_up_axis} up, "
                 f"this run reads it {loaded.source_up_axis} up (give both the same --up-axis)",
+            )
+        rendered = None if views.faces is None else views.faces.get("after")
+        if views.faces is not None and rendered != faces["after"]:
+            shown = f"{rendered:,}" if isinstance(rendered, int) else repr(rendered)
+            raise SampleError(
+                "views",
+                f"the views were rendered from the mesh with {shown} faces drawn, this run "
+                f"draws {faces['after']:,} (give both the same --max-faces)",
             )
         mesh = as_mesh(loaded.scene)
         try:
@@ -288,6 +306,7 @@ class MeshSampleMaker:
             "up_axis": views.up_axis,
             "source_up_axis": loaded.source_up_axis,
             "warnings": list(loaded.warnings),
+            "faces": faces,
         }
         return Sample(
             obj.key, points, views.images, meta, normals=normals if self.normals else None
@@ -466,8 +485,10 @@ def _resume_state(out: Path, settings: dict[str, Any]) -> tuple[dict[str, list[S
         if (out / "manifest.json").exists():
             raise
         return empty, False
-    if manifest.get("settings") != settings:
-        old = manifest.get("settings") or {}
+    old = manifest.get("settings") or {}
+    if "max_faces" in settings and "max_faces" not in old:  # a set from before --max-faces:
+        old = {**old, "max_faces": settings["max_faces"]}  # resumes (its meshes drawn whole)
+    if old != settings:
         changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
         raise ShardError(
             f"{out} holds shards written with other settings ({', '.join(changed)}); "
@@ -689,6 +710,7 @@ def objects_and_maker(config: ShardConfig) -> tuple[Source, SampleMaker]:
         config.normals,
         config.seed,
         config.up_axis,
+        config.max_faces,
     )
     return found, maker
 

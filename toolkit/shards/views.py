@@ -5,7 +5,8 @@ The shard builder never imports the renderer at module level (dependencies point
 ``provider(obj, scene) -> ObjectViews``:
 
 - :class:`RenderDirViews` reads an existing ``xpt render`` output folder
-  (``<renders>/<category_id>/<model_id>/rendering/NN.png`` + ``cameras.json``);
+  (``<renders>/<category_id>/<model_id>/rendering/NN.png`` + ``cameras.json``), and for an
+  object without views the reason render recorded in its ``failures*.jsonl``;
 - :class:`LiveRenderViews` renders on the fly, importing ``xpt.render`` lazily and
   opening one GL context per process on first use.
 """
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import trimesh
 
+from xpt.toolkit.failures import FAILURES_FILE, read_failures
 from xpt.toolkit.meshes.geometry import Normalization
 from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.shards.schema import EncodedImage
@@ -43,7 +45,9 @@ class ObjectViews:
     images: (H, W, 3) uint8 RGB arrays or encoded RGB images, one per view; cameras:
     one JSON-ready dict per view; normalization: the map from the mesh's frame to the
     frame the cameras refer to; source_up_axis: the up axis the mesh was read with when
-    the views were made (None: the views were rendered from the scene given, so it fits).
+    the views were made (None: the views were rendered from the scene given, so it fits);
+    faces: the face budget's record of the rendered mesh (None: the scene given, or
+    renders older than the budget).
     """
 
     images: list[np.ndarray | EncodedImage]
@@ -51,6 +55,7 @@ class ObjectViews:
     normalization: Normalization
     up_axis: str = "+Y"
     source_up_axis: str | None = None
+    faces: dict | None = None
 
 
 class ViewProvider(Protocol):
@@ -151,15 +156,27 @@ class RenderDirViews:
 
     root: Path
     max_views: int | None = None
+    _render_failures: dict[str, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def folder(self, obj: MeshObject) -> Path:
         return Path(self.root) / obj.category_id / obj.model_id / "rendering"
+
+    def not_rendered(self, obj: MeshObject, cameras_path: Path) -> ViewError:
+        """Why ``obj`` has no views: the reason render recorded, when it recorded one."""
+        if self._render_failures is None:
+            self._render_failures = render_failures(Path(self.root))
+        recorded = self._render_failures.get(obj.key)
+        if recorded is None:
+            return ViewError(f"{cameras_path}: no cameras.json (object not rendered?)")
+        return ViewError(f"not rendered: {recorded}")
 
     def __call__(self, obj: MeshObject, scene: trimesh.Scene | None = None) -> ObjectViews:
         folder = self.folder(obj)
         cameras_path = folder / "cameras.json"
         if not cameras_path.is_file():
-            raise ViewError(f"{cameras_path}: no cameras.json (object not rendered?)")
+            raise self.not_rendered(obj, cameras_path)
         try:
             record = json.loads(cameras_path.read_text(encoding="utf-8"))
             norm = record["normalization"]
@@ -181,10 +198,25 @@ class RenderDirViews:
             normalization=normalization,
             up_axis=str(record.get("up_axis", "+Y")),
             source_up_axis=str(record.get("source_up_axis", "+Y")),  # older renders: unrotated
+            faces=record.get("faces"),
         )
 
     def describe(self) -> dict[str, Any]:
         return {"views": "renders", "renders": str(self.root), "max_views": self.max_views}
+
+
+def render_failures(root: Path) -> dict[str, str]:
+    """Object key -> ``"<reason> (render's <file>)"`` from the failure records of the render
+    output ``root`` (``failures.jsonl``, and ``failures-part-*.jsonl`` of a job array); a
+    record that cannot be read gives no reasons (the object then says it has no views)."""
+    reasons = {}
+    for path in [root / FAILURES_FILE, *sorted(root.glob("failures-part-*.jsonl"))]:
+        try:
+            failures = read_failures(path)
+        except OSError:
+            continue
+        reasons.update((f.id, f"{f.reason} (render's {path.name})") for f in failures)
+    return reasons
 
 
 @dataclass
