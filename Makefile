@@ -7,10 +7,11 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 DEMO_OUT ?= demo-out
+DOCS_RUNS ?= docs-runs
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.xpt-installed
 
-.PHONY: demo test lint env clean
+.PHONY: demo test lint env clean docs-images
 
 env: $(STAMP)
 
@@ -21,6 +22,10 @@ $(STAMP): pyproject.toml scripts/setup_env.sh
 
 demo: $(STAMP)
 	$(BIN)/xpt demo --out $(DEMO_OUT)
+
+# The README's pictures from seeds 0-2 of the demo (about 30 minutes on 2 cores the first time).
+docs-images: $(STAMP)
+	bash scripts/docs_images.sh $(DOCS_RUNS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
