@@ -305,7 +305,7 @@ class FeatureCache:
             return
         buffer = io.BytesIO()
         np.savez(buffer, features=features, meta=np.array(json.dumps(meta, sort_keys=True)))
-        atomic_write_bytes(self.folder / f"{key}.npz", buffer.getvalue())
+        atomic_write_bytes(self.folder / f"{key}.npz", buffer.getvalue(), "the feature cache")
 
 
 def recalibrate_batchnorm(

@@ -113,7 +113,7 @@ def write_benchmark_plot(
     fig.suptitle(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue(), "the plot")
 
 
 def _check_panel(

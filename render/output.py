@@ -25,7 +25,7 @@ from PIL import Image
 from xpt import __version__
 from xpt.render.cameras import CONVENTIONS, METADATA_FILE, format_metadata
 from xpt.render.config import RenderConfig
-from xpt.toolkit.fsio import atomic_directory
+from xpt.toolkit.fsio import atomic_directory, writing
 from xpt.toolkit.meshes.budget import same_faces_under
 from xpt.toolkit.meshes.geometry import UP_AXIS
 from xpt.toolkit.meshes.objects import MeshObject
@@ -153,9 +153,13 @@ def write_object(
     source_up_axis: str = UP_AXIS,
     faces: dict | None = None,
 ) -> None:
-    """Write every output of one object into ``folder`` atomically (temp folder, rename)."""
+    """Write every output of one object into ``folder`` atomically (temp folder, rename).
+
+    A failed write (a full disk) removes the temporary folder and raises
+    :class:`~xpt.toolkit.fsio.WriteError` naming ``folder``.
+    """
     level = config.png_compress_level
-    with atomic_directory(folder) as tmp:
+    with writing(folder, "the renders"), atomic_directory(folder) as tmp:
         rendering = tmp / "rendering"
         rendering.mkdir()
         for i, image in enumerate(result.color):
@@ -207,11 +211,12 @@ def read_manifest_keys(out: str | os.PathLike) -> set[str]:
 def append_manifest(out: str | os.PathLike, entry: dict) -> None:
     """Append one line to ``<out>/render_manifest.jsonl`` and flush it.
 
-    A line torn by an earlier crash is closed first, so it cannot swallow this one.
+    A line torn by an earlier crash is closed first, so it cannot swallow this one. A failed
+    write raises :class:`~xpt.toolkit.fsio.WriteError` naming the manifest.
     """
     path = Path(out) / RENDER_MANIFEST
     line = json.dumps(entry, sort_keys=True) + "\n"
-    with open(path, "a+b") as handle:
+    with writing(path, "the render manifest"), open(path, "a+b") as handle:
         if handle.tell() > 0:
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) != b"\n":

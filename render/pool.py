@@ -13,7 +13,8 @@ end of a run ``failures.jsonl`` is rewritten to list only the objects that are f
 
 Ctrl-C or SIGTERM: the parent hands out no more objects, lets the workers finish the ones
 they hold, and raises :class:`~xpt.toolkit.interrupts.Interrupted`; a second signal stops at
-once. Workers ignore both signals (the parent decides), so they print no tracebacks.
+once. Workers ignore both signals (the parent decides), so they print no tracebacks, and
+end with the parent, even a killed one (:func:`~xpt.toolkit.locks.start_worker`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -42,15 +44,15 @@ from xpt.render.output import (
 )
 from xpt.toolkit.cpus import usable_cpus
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
-from xpt.toolkit.fsio import atomic_write_text, make_folder
+from xpt.toolkit.fsio import WriteError, atomic_write_text, make_folder
 from xpt.toolkit.interrupts import (
     Interrupted,
     StopRequest,
     deferred_interrupts,
-    ignore_interrupts,
     interrupted_after,
     interrupts_ignored,
 )
+from xpt.toolkit.locks import folder_lock, part_lock, start_worker
 from xpt.toolkit.meshes.geometry import AUTO, FORMAT_UP_AXES, UP_AXIS, file_up_axis
 from xpt.toolkit.meshes.objects import MeshObject
 
@@ -69,12 +71,15 @@ _STOP_WAIT_S = 5.0
 class JobError(Exception):
     """One object failed at ``stage`` ("load", "render", "write") for ``reason``.
 
-    ``reset`` asks the worker to drop its GL context (after a GL error).
+    ``reset`` asks the worker to drop its GL context (after a GL error); ``fatal`` is the
+    error that ends the whole run (a full disk: every later object would fail the same way).
     """
 
-    def __init__(self, stage: str, reason: str, reset: bool = False):
+    def __init__(
+        self, stage: str, reason: str, reset: bool = False, fatal: WriteError | None = None
+    ):
         super().__init__(stage, reason)
-        self.stage, self.reason, self.reset = stage, reason, reset
+        self.stage, self.reason, self.reset, self.fatal = stage, reason, reset, fatal
 
 
 @dataclass
@@ -134,8 +139,8 @@ def render_job(renderer: ObjectRenderer, obj: MeshObject, out: Path, config: Ren
     result.warnings = [*loaded.warnings, *result.warnings]
     try:
         write_object(object_dir(out, obj), obj, result, config, loaded.source_up_axis, faces)
-    except OSError as exc:
-        raise JobError("write", describe(exc)) from None
+    except WriteError as exc:
+        raise JobError("write", str(exc), fatal=exc if exc.disk_full else None) from None
     return {"views": len(result.color), "seconds": result.seconds, "warnings": result.warnings}
 
 
@@ -152,7 +157,7 @@ def _worker_main(
     ``raster_threads`` caps Mesa llvmpipe's rasteriser threads (``LP_NUM_THREADS``, unless
     the user set it) so that N workers do not start N x cores threads; GPU drivers ignore it.
     """
-    ignore_interrupts()
+    start_worker()
     os.environ.setdefault("LP_NUM_THREADS", str(raster_threads))
     from xpt.render.renderer import ObjectRenderer
 
@@ -174,11 +179,11 @@ def _worker_main(
             try:
                 conn.send(("done", function(renderer, obj, Path(out), config)))
             except JobError as exc:
-                conn.send(("failed", exc.stage, exc.reason))
+                conn.send(("failed", exc.stage, exc.reason, exc.fatal))
                 if exc.reset:
                     return  # the parent starts a fresh worker with a fresh context
             except Exception as exc:
-                conn.send(("failed", STAGE, describe(exc)))
+                conn.send(("failed", STAGE, describe(exc), None))
     finally:
         renderer.close()
 
@@ -255,6 +260,15 @@ class _Run:
             self.bar.fail(f"{obj.display}{where}: {stage}: {reason}")
             self.bar.advance(ok=False)
 
+    def stop(self, obj: MeshObject, stage: str, error: WriteError) -> WriteError:
+        """Record ``obj``'s failure (no line of its own) and return the one-line error that
+        ends the run: on a full disk every later object would fail the same way."""
+        with suppress(OSError):  # the full disk may refuse the record too: report the cause
+            self.record(Failure(obj.key, obj.where, stage, str(error)))
+        self.summary.failed += 1
+        kept = f"render stopped ({self.summary.done} object(s) rendered are kept; run it again)"
+        return WriteError(error.errno, f"{error.strerror}; {kept}", error.filename)
+
     def record(self, failure: Failure) -> None:
         """Record ``failure`` (once across runs) as one of this run's failures."""
         if failure not in self.recorded:
@@ -318,7 +332,8 @@ def render_objects(
 
     Objects whose folder is already complete (same settings) are skipped; failures go to
     ``<out>/<failures_file>`` (``failures.jsonl``) and never stop the run, as do the
-    source's ``unread`` entries (stage "source"). ``job``
+    source's ``unread`` entries (stage "source"), except a full disk: that object's failure
+    is recorded and the run stops with a :class:`~xpt.toolkit.fsio.WriteError`. ``job``
     ("module:function") is what a worker does per object, ``render_job`` unless a caller
     needs otherwise. Raises
     :class:`RenderError` when no worker can open a GL context, and
@@ -392,7 +407,7 @@ def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str, stop: St
             wait([w.conn for w in pool] + [w.process.sentinel for w in pool], max(timeout, 0.0))
             kept = []
             for worker in pool:
-                if not _service(worker, run, renderers):
+                if not _service(worker, run, renderers, stop):
                     worker.kill()
                     if pending and not stop:
                         kept.append(_Worker(context, args))
@@ -409,8 +424,11 @@ def _drive(pending: deque[MeshObject], run: _Run, count: int, job: str, stop: St
     run.summary.gl_renderer = ", ".join(sorted(set(renderers))) or run.summary.gl_renderer
 
 
-def _service(worker: _Worker, run: _Run, renderers: list[str]) -> bool:
-    """Handle a worker's messages, death and deadlines; False when it must be replaced."""
+def _service(worker: _Worker, run: _Run, renderers: list[str], stop: StopRequest) -> bool:
+    """Handle a worker's messages, death and deadlines; False when it must be replaced.
+
+    A worker that dies once ``stop`` is set (the Ctrl-C may have reached it too) did not
+    crash: its object is neither done nor failed, and the resume renders it."""
     closed = False
     for message in worker.messages():
         kind = message[0]
@@ -421,6 +439,8 @@ def _service(worker: _Worker, run: _Run, renderers: list[str]) -> bool:
             raise RenderError(f"render worker could not start: {message[1]}")
         elif kind == "done":
             run.done(worker.finish(), message[1])
+        elif kind == "failed" and message[3] is not None:
+            raise run.stop(worker.finish(), message[1], message[3])
         elif kind == "failed":
             run.fail(worker.finish(), message[1], message[2])
         elif kind == "eof":
@@ -428,6 +448,9 @@ def _service(worker: _Worker, run: _Run, renderers: list[str]) -> bool:
     if closed or not worker.process.is_alive():
         worker.process.join()
         code = worker.process.exitcode
+        if stop:
+            worker.finish()
+            return False
         if not worker.ready:
             raise RenderError(f"render worker exited during start-up (exit code {code})")
         if worker.obj is not None:
@@ -495,6 +518,8 @@ def run_render(
 
     ``limit`` applies before the partition, so every part of a job array sees the same
     object list; the source's unread entries are spread over the parts the same way.
+    Holds ``out``'s lock throughout (a part its own: the parts share ``out``), so a second
+    run on it is refused (:func:`~xpt.toolkit.locks.folder_lock`).
     Raises ``ValueError`` (incl. ``SourceError``) for bad options or sources and
     :class:`RenderError` when rendering cannot start.
     """
@@ -504,28 +529,29 @@ def run_render(
     from xpt.toolkit.partition import parse_part, part_of, select_part
 
     index, count = parse_part(part)
-    check_source_up_axis(source, config.up_axis)
-    found = scan_source(
-        source,
-        categories=categories,
-        split=split,
-        limit=limit,
-        per_category=per_category,
-        seed=source_seed,
-        layout=layout,
-    )
-    objects = list(select_part(found.objects, index, count))
-    summary = render_objects(
-        objects,
-        out,
-        config,
-        workers=workers,
-        progress=progress,
-        failures_file=part_failures_file(index, count),
-        unread=[u for u in found.unread if count == 1 or part_of(u.id, count) == index],
-    )
-    notes = [found.note, up_axis_note(objects, config.up_axis)]
-    summary.layout, summary.note = found.layout, "\n".join(n for n in notes if n) or None
-    if preview is not None:
-        write_preview(preview, out, objects, config)
+    with folder_lock(out, "xpt render", part_lock(index, count)):
+        check_source_up_axis(source, config.up_axis)
+        found = scan_source(
+            source,
+            categories=categories,
+            split=split,
+            limit=limit,
+            per_category=per_category,
+            seed=source_seed,
+            layout=layout,
+        )
+        objects = list(select_part(found.objects, index, count))
+        summary = render_objects(
+            objects,
+            out,
+            config,
+            workers=workers,
+            progress=progress,
+            failures_file=part_failures_file(index, count),
+            unread=[u for u in found.unread if count == 1 or part_of(u.id, count) == index],
+        )
+        notes = [found.note, up_axis_note(objects, config.up_axis)]
+        summary.layout, summary.note = found.layout, "\n".join(n for n in notes if n) or None
+        if preview is not None:
+            write_preview(preview, out, objects, config)
     return summary

@@ -50,5 +50,5 @@ def write_preview(
         return 0
     buffer = io.BytesIO()
     contact_sheet(rows, labels, cell=cell).save(buffer, format="PNG")
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    atomic_write_bytes(Path(path), buffer.getvalue(), "the preview")
     return len(rows)

@@ -8,6 +8,7 @@ machinery (trimesh, pyrender, torch) inside the command body, so ``xpt --help`` 
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Callable
@@ -61,8 +62,13 @@ def _root(
 
 
 def os_error_line(error: OSError) -> str:
-    """``<path>: <reason>`` (or the reason alone) for an ``OSError``."""
+    """``<path>: <reason>`` (or the reason alone) for an ``OSError``; "Not a directory" says
+    which file is in the way (``out/x: out is a file, not a folder``)."""
+    from xpt.toolkit.fsio import not_a_folder
+
     reason = error.strerror or str(error)
+    if error.errno == errno.ENOTDIR and error.filename is not None and error.filename2 is None:
+        reason = not_a_folder(os.fsdecode(error.filename)) or reason
     paths = [os.fsdecode(p) for p in (error.filename, error.filename2) if p is not None]
     return ": ".join([" -> ".join(paths), reason] if paths else [reason])
 

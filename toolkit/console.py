@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,11 +69,16 @@ class RunProgress:
     ...     bar.advance(ok=True)
 
     Failure messages printed through :meth:`fail` appear above the bar, one line each.
-    The bar is hidden when stderr is not a terminal or ``XPT_NO_PROGRESS`` is set.
+    When stderr is not a terminal (a log file, a batch job's output) the bar, which would
+    show nothing there, is replaced by a plain line every ``XPT_PROGRESS_SECONDS`` (default
+    30); ``XPT_NO_PROGRESS`` hides both.
     """
 
     def __init__(self, description: str, total: int | None, unit: str = "it"):
-        disable = bool(os.environ.get("XPT_NO_PROGRESS")) or not err.is_terminal
+        hidden = bool(os.environ.get("XPT_NO_PROGRESS"))
+        disable = hidden or not err.is_terminal
+        plain = not hidden and not err.is_terminal
+        self._plain = _PlainProgress(description, total, unit) if plain else None
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -96,11 +102,15 @@ class RunProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def advance(self, ok: bool = True, n: int = 1) -> None:
+    def advance(self, ok: bool = True, n: int = 1, detail: str | None = None) -> None:
+        """Count ``n`` items done (failed unless ``ok``); ``detail`` (e.g. "loss 4.1234")
+        goes into the plain progress line."""
         self.done += n
         if not ok:
             self.failed += n
         self._progress.update(self._task, advance=n, failed=self.failed)
+        if self._plain is not None:
+            self._plain.update(self.done, self.failed, detail)
 
     def fail(self, message: str) -> None:
         """Print a one-line failure message (the caller also calls ``advance(ok=False)``).
@@ -113,6 +123,57 @@ class RunProgress:
     def note(self, message: str) -> None:
         """Print a one-line message (markup allowed) above the bar."""
         self._progress.console.print(message, highlight=False, soft_wrap=True)
+
+
+class _PlainProgress:
+    """Progress as one plain line every ``XPT_PROGRESS_SECONDS`` (default 30): done of total,
+    rate, failures, a detail such as the loss, ETA. For a stderr that is not a terminal."""
+
+    def __init__(self, description: str, total: int | None, unit: str):
+        self.description, self.total, self.unit = description, total, unit
+        self.interval = _progress_seconds()
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, failed: int, detail: str | None) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        line = self.line(done, failed, detail, now - self.started)
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def line(self, done: int, failed: int, detail: str | None, seconds: float) -> str:
+        """``render: 12/40 obj (30 %), 2.4 obj/s, 1 failed, eta 12 s``."""
+        total, unit = self.total, self.unit
+        rate = done / seconds if seconds > 0 else 0.0
+        count = (
+            f"{done:,}/{total:,} {unit} ({100 * done / total:.0f} %)"
+            if total
+            else f"{done:,} {unit}"
+        )
+        parts = [count, f"{rate:.1f} {unit}/s"] + ([f"{failed} failed"] if failed else [])
+        parts += [detail] if detail else []
+        if total and rate > 0:
+            parts.append(f"eta {duration((total - done) / rate)}")
+        return f"{self.description}: " + ", ".join(parts)
+
+
+def _progress_seconds() -> float:
+    """``XPT_PROGRESS_SECONDS``: seconds between plain progress lines (default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("XPT_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``: a time span as people read it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def track(
@@ -153,18 +214,21 @@ def summary_table(title: str, rows: Mapping[str, Any] | Iterable[Mapping[str, An
     """A rich table: a mapping gives two columns (key, value), rows of mappings give columns.
 
     Keys are shown through :func:`label`, so a summary dict serves both the table and ``--json``.
+    The title, labels and cells are plain text, never markup: a path such as ``my data [v2]``
+    is shown as it is.
     """
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     if isinstance(rows, Mapping):
         table.add_column("")
         table.add_column("value", justify="right")
         for key, value in rows.items():
-            table.add_row(label(key), _fmt(value))
+            table.add_row(escape(label(key)), _fmt(value))
         return table
     rows = list(rows)
     columns = list(rows[0]) if rows else []
     for column in columns:
-        table.add_column(label(column), justify="left" if column == columns[0] else "right")
+        justify = "left" if column == columns[0] else "right"
+        table.add_column(escape(label(column)), justify=justify)
     for row in rows:
         table.add_row(*(_fmt(row.get(column)) for column in columns))
     return table
@@ -199,8 +263,9 @@ def write_json_report(path: str | os.PathLike | None, data: Any) -> None:
 
 
 def _fmt(value: Any) -> str:
+    """A cell's text, escaped: what a report holds is data, never markup."""
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return "" if value is None else str(value)
+    return "" if value is None else escape(str(value))

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from xpt import __version__
-from xpt.toolkit.fsio import atomic_directory, atomic_write_json
+from xpt.toolkit.fsio import atomic_directory, atomic_write_json, not_a_folder
+from xpt.toolkit.locks import carry_lock, folder_lock
 from xpt.train.encoder import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -60,10 +61,13 @@ def export_encoder(
     """Write the export folder ``out`` for the checkpoint (or run folder) ``source``.
 
     ``benchmark``: an ``xpt benchmark --json`` report whose tables go into the model card;
-    ``shards``: the shard set pretraining read, summarised in the card.
+    ``shards``: the shard set pretraining read, summarised in the card. A second export
+    into ``out`` while this one writes is refused (:func:`~xpt.toolkit.locks.folder_lock`).
     """
     from safetensors.torch import save_file
 
+    if reason := not_a_folder(out):  # before loading anything
+        raise ValueError(f"{out}: {reason}")
     checkpoint = resolve_checkpoint(source)
     encoder = load_encoder(checkpoint, device="cpu")
     if with_image and encoder.image is None:
@@ -88,7 +92,8 @@ def export_encoder(
         "source": source_info,
         "data": data,
     }
-    with atomic_directory(out) as tmp:
+    with folder_lock(out, "xpt export"), atomic_directory(out) as tmp:
+        carry_lock(out, tmp)  # the lock stays on ``out`` when ``tmp`` replaces it
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
             str(tmp / WEIGHTS_FILE),

@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xpt.toolkit.fsio import printable
+from xpt.toolkit.fsio import printable, writing
 
 FAILURES_FILE = "failures.jsonl"
 
@@ -46,15 +46,17 @@ class FailureLog:
         self.count = 0
 
     def record(self, failure: Failure) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Append ``failure``; a failed write raises a WriteError naming the record."""
         line = json.dumps(asdict(failure), sort_keys=True) + "\n"
-        with open(self.path, "a+b") as handle:
-            if handle.tell() > 0:  # close a line torn by an earlier crash first
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) != b"\n":
-                    line = "\n" + line
-            handle.write(line.encode("utf-8"))
-            handle.flush()
+        with writing(self.path, "the failure record"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a+b") as handle:
+                if handle.tell() > 0:  # close a line torn by an earlier crash first
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        line = "\n" + line
+                handle.write(line.encode("utf-8"))
+                handle.flush()
         self.count += 1
 
 

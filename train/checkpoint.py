@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from xpt import __version__
-from xpt.toolkit.fsio import TMP_PREFIX
+from xpt.toolkit.fsio import atomic_write
 
 FORMAT = "xpt-pretrain"
 FORMAT_VERSION = 1
@@ -52,20 +51,12 @@ def epoch_checkpoint_name(epochs_done: int) -> str:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
+
+    A failed write (a full disk) removes the temporary file, keeps the previous ``path`` and
+    raises :class:`~xpt.toolkit.fsio.WriteError`, one line naming ``path`` and the free space.
+    """
+    return atomic_write(path, lambda handle: torch.save(state, handle), "the checkpoint")
 
 
 def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

@@ -65,7 +65,9 @@ class PretrainConfig:
     code's reshuffle; local shards only), "buffer" shuffles the shard order and a
     ``shuffle_buffer``-sample buffer (streams, remote shards), "auto" (the default) is "full"
     where every shard is a local file, else "buffer".
-    ``samples_per_epoch`` overrides the manifest's count. ``edgeconv``: DGCNN's EdgeConv
+    ``samples_per_epoch`` overrides the manifest's count. ``skip_missing_shards`` trains
+    without the local shards a manifest lists that are not there (else that is an error).
+    ``edgeconv``: DGCNN's EdgeConv
     formulation, "fast" (default) or "plain" (the reference's); the same function and
     parameters, equal to float32 rounding.
     ``probe`` names an evaluation dataset (``xpt benchmark --dataset``) for the per-epoch
@@ -107,6 +109,7 @@ class PretrainConfig:
     shuffle: str = "auto"
     shuffle_buffer: int = 1000
     samples_per_epoch: int | None = None
+    skip_missing_shards: bool = False
     max_steps: int | None = None
     checkpoint_every_steps: int = 500
     checkpoint_every_epochs: int = 10
@@ -162,6 +165,11 @@ class PretrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:  # BatchNorm in training and NT-Xent's negatives need two
+            raise ValueError(
+                f"--batch-size (batch_size) {self.batch_size} is too small: BatchNorm and "
+                "the contrastive loss need at least 2 objects per batch"
+            )
         for name in ("samples_per_epoch", "max_steps", "probe_per_category"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or unset, got {getattr(self, name)}")

@@ -45,7 +45,7 @@ def write_curves(runs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    return atomic_write_bytes(out, buffer.getvalue())
+    return atomic_write_bytes(out, buffer.getvalue(), "the plot")
 
 
 def curves_figure(runs: list[str | os.PathLike]) -> Figure:

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from xpt.toolkit.cpus import usable_cpus
 from xpt.toolkit.failures import Failure
-from xpt.toolkit.interrupts import ignore_interrupts
+from xpt.toolkit.locks import start_worker
 from xpt.toolkit.seeding import derive_seed
 from xpt.toolkit.shards.manifest import MANIFEST, ManifestError, find_shard_sets, read_manifest
 from xpt.toolkit.shards.remote import (
@@ -229,15 +229,19 @@ def resample_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np.
 
 @dataclass(frozen=True)
 class ShardSet:
-    """Resolved shard URLs; ``samples`` is the epoch length when known (manifest or scan)."""
+    """Resolved shard URLs; ``samples`` is the epoch length when known (manifest or scan);
+    ``missing``: the local shards left out because they are not there (``skip_missing``)."""
 
     urls: tuple[str, ...]
     samples: int | None
     spec: str
+    missing: tuple[str, ...] = ()
 
 
 def resolve_shards(
-    spec: str | Path | Sequence[str | Path], split: str | Sequence[str] = "train"
+    spec: str | Path | Sequence[str | Path],
+    split: str | Sequence[str] = "train",
+    skip_missing: bool = False,
 ) -> ShardSet:
     """Shard URLs from SHARDS.
 
@@ -251,27 +255,39 @@ def resolve_shards(
     (``https://host/set/``, ``s3://bucket/set/``, ``pipe:curl -s URL/manifest.json``) is read
     like a folder, its manifest through the same opener as the shards and the shard URLs
     made beside it; a URL of shards (``.tar``, brace patterns, ``pipe:`` commands naming
-    no manifest) is read as given (count unknown). Raises :class:`ShardSpecError`.
+    no manifest) is read as given (count unknown).
+
+    A local shard that a manifest lists but that is not there is an error naming it; with
+    ``skip_missing`` it is left out (``ShardSet.missing``) with its samples. (A file a pattern
+    names is recorded as a failure when the loader cannot open it, as a damaged one is.)
+    Local files that hold no sample at all are named with the reason (empty, not a tar).
+    Raises :class:`ShardSpecError`.
     """
     splits = (split,) if isinstance(split, str) else tuple(split)
     if not isinstance(spec, str | Path):
-        parts = [resolve_shards(s, splits) for s in spec]
+        parts = [resolve_shards(s, splits, skip_missing) for s in spec]
         if not parts:
             raise ShardSpecError("no shards given")
         counts = [p.samples for p in parts]
         total = None if None in counts else sum(counts)  # type: ignore[arg-type]
         urls = tuple(url for p in parts for url in p.urls)
-        return ShardSet(urls, total, " ".join(p.spec for p in parts))
+        missing = tuple(url for p in parts for url in p.missing)
+        return ShardSet(urls, total, " ".join(p.spec for p in parts), missing)
     text = str(spec)
     if is_remote(text):
         return _from_remote(text, splits)
     path = Path(text)
     if path.is_dir() or path.name == MANIFEST:
-        return _from_folder(path if path.is_dir() else path.parent, splits, text)
+        return _from_folder(path if path.is_dir() else path.parent, splits, text, skip_missing)
     urls = [re.sub(r"^file://?", "", u) for u in wds.shardlists.expand_urls(text)]
     if not any(Path(u).is_file() for u in urls):
         raise ShardSpecError(f"{text}: no such shard file or folder")
-    return ShardSet(tuple(urls), _count_local(urls), text)
+    samples = _count_local(urls)  # a missing file of a pattern is recorded when read
+    if samples == 0:
+        for url in urls:
+            if reason := _not_a_shard(Path(url)):
+                raise ShardSpecError(f"{url}: {reason}")
+    return ShardSet(tuple(urls), samples, text)
 
 
 def _named(splits: Sequence[str]) -> str:
@@ -301,7 +317,7 @@ def _from_remote(spec: str, splits: Sequence[str]) -> ShardSet:
     return ShardSet(tuple(urls), samples, spec)
 
 
-def _from_folder(folder: Path, splits: Sequence[str], spec: str) -> ShardSet:
+def _from_folder(folder: Path, splits: Sequence[str], spec: str, skip_missing: bool) -> ShardSet:
     """A shard set folder (or one holding ``part-*`` sets): the splits' shards in manifest
     order, split by split; without any manifest, the folder's ``<split>-*.tar`` files."""
     sets = find_shard_sets(folder)
@@ -313,17 +329,51 @@ def _from_folder(folder: Path, splits: Sequence[str], spec: str) -> ShardSet:
         return ShardSet(tuple(urls), _count_local(urls), spec)
     urls = []
     samples = 0
+    listed: dict[str, int] = {}  # url -> the samples the manifest gives it
     for split in splits:
         for shard_set in sets:
             try:
                 entry = read_manifest(shard_set)["splits"].get(split, {})
             except ManifestError as exc:
                 raise ShardSpecError(str(exc)) from None
-            urls += [str(shard_set / info["name"]) for info in entry.get("shards", [])]
+            for info in entry.get("shards", []):
+                urls.append(str(shard_set / info["name"]))
+                listed[urls[-1]] = int(info.get("samples", 0))
             samples += int(entry.get("samples", 0))
     if not urls:
         raise ShardSpecError(f"{folder}: the manifest lists no {_named(splits)} shards")
-    return ShardSet(tuple(urls), samples, spec)
+    urls, missing = _present(urls, "the manifest lists it", skip_missing)
+    if not urls:
+        raise ShardSpecError(f"{folder}: every shard the manifest lists is missing")
+    samples -= sum(listed[url] for url in missing)
+    return ShardSet(tuple(urls), samples, spec, tuple(missing))
+
+
+def _present(urls: list[str], why: str, skip_missing: bool) -> tuple[list[str], list[str]]:
+    """(the shards of ``urls`` that are there, the local ones that are not) where
+    ``skip_missing``; otherwise a :class:`ShardSpecError` naming the first missing one."""
+    missing = [url for url in urls if not is_remote(url) and not Path(url).exists()]
+    if missing and not skip_missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ShardSpecError(
+            f"{missing[0]}: missing ({why}){more}; restore it, or pass --skip-missing-shards "
+            "to train without it"
+        )
+    gone = set(missing)
+    return [url for url in urls if url not in gone], missing
+
+
+def _not_a_shard(path: Path) -> str | None:
+    """Why the local file ``path`` cannot be a shard at all (empty, not a tar); None if it
+    may be one."""
+    try:
+        if path.stat().st_size == 0:
+            return "an empty file (0 bytes), not a shard"
+        if not tarfile.is_tarfile(path):
+            return "not a tar file, so not a shard"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _count_local(paths: Sequence[str]) -> int:
@@ -398,6 +448,9 @@ def _shard_reason(exn: Exception) -> str:
     """Why a shard could not be read to its end, in one line."""
     if isinstance(exn, tarfile.ReadError) and "unexpected end of data" in str(exn):
         return "truncated: the tar data ends inside a member (unexpected end of data)"
+    if isinstance(exn, tarfile.ReadError) and "could not be opened" in str(exn):
+        # (tarfile lists every compression it tried, one line each)
+        return "an empty file (0 bytes)" if "empty file" in str(exn) else "not a tar file"
     if isinstance(exn, OSError) and exn.strerror:
         return f"{type(exn).__name__}: {exn.strerror}"
     return f"{type(exn).__name__}: {exn}" if str(exn) else type(exn).__name__
@@ -911,7 +964,7 @@ class ShardLoader:
                 generator=torch.Generator().manual_seed(derive_seed(c.seed, "loader", epoch)),
                 prefetch_factor=2 if self.workers else None,
                 pin_memory=c.pin_memory,
-                worker_init_fn=ignore_interrupts,  # the main process decides when to stop
+                worker_init_fn=start_worker,  # the main process decides when to stop
             )
             samples = 0
             with warnings.catch_warnings():

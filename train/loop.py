@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -49,6 +49,7 @@ from xpt.toolkit.console import RunProgress, err
 from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text, make_folder
 from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
+from xpt.toolkit.locks import FolderInUse, folder_lock
 from xpt.toolkit.memory import heap_checkpoint
 from xpt.toolkit.seeding import derive_seed
 from xpt.train.augment import ImageAugmentConfig, PointAugmentConfig, augment_pair
@@ -500,7 +501,8 @@ def pretrain(
     changed :data:`RESUME_EXACT_FIELDS` settings (or another number of processes) warns that
     the run is no exact continuation; resuming a finished run trains nothing and returns its
     final figures. A new run removes the leftovers of one stopped before its first
-    checkpoint (see :func:`_clear_leftovers`).
+    checkpoint (see :func:`_clear_leftovers`). Rank 0 holds ``run_dir``'s lock for the run
+    (:func:`_run_lock`): another process writing it is a TrainingError on every rank.
 
     Raises :class:`~xpt.toolkit.interrupts.Interrupted` after a first SIGINT/SIGTERM/SIGUSR1
     (on any rank: once the step in progress is done and ``last.pt`` written) or at once on a
@@ -516,10 +518,27 @@ def pretrain(
     quiet = err.quiet
     err.quiet = quiet or not env.is_main
     try:
-        with process_group(env, device):
+        with process_group(env, device), _run_lock(Path(run_dir), env):
             return _pretrain(config, shards, Path(run_dir), resume, probe, env, device)
     finally:
         err.quiet = quiet
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, env: DistEnv) -> Iterator[None]:
+    """Rank 0 holds ``run_dir``'s lock for the body; when another process holds it, every
+    rank raises the refusal (a rank left waiting for rank 0 would fail with a traceback)."""
+    with contextlib.ExitStack() as held:
+        refusal = None
+        if env.is_main:
+            try:
+                held.enter_context(folder_lock(run_dir, "xpt pretrain"))
+            except FolderInUse as error:
+                refusal = f"{error.filename}: {error.strerror}"
+        refusal = env.broadcast(refusal)
+        if refusal is not None:
+            raise TrainingError(refusal)
+        yield
 
 
 def _pretrain(
@@ -555,8 +574,19 @@ def _pretrain(
     if device.type != "cuda" and config.amp in ("bf16", "fp16"):
         err.print(f"[yellow]note[/yellow] AMP is CUDA-only; training in float32 on {device}")
     shard_set = (
-        shards if isinstance(shards, ShardSet) else resolve_shards(shards, config.split_names)  # type: ignore[arg-type]
+        shards
+        if isinstance(shards, ShardSet)
+        else resolve_shards(shards, config.split_names, config.skip_missing_shards)  # type: ignore[arg-type]
     )
+    if shard_set.missing and main:
+        count = len(shard_set.missing)
+        err.print(
+            f"[yellow]note[/yellow] --skip-missing-shards: training without {count} missing "
+            f"shard(s) ({escape(', '.join(shard_set.missing))}); the epoch is "
+            f"{shard_set.samples} samples",
+            highlight=False,
+            soft_wrap=True,
+        )
     if "test" in config.split_names and main:
         err.print(
             "[yellow]warning[/yellow] pretraining reads the shards' test split: an evaluation "
@@ -889,7 +919,7 @@ def _pretrain(
                         metrics.flush()
                         if board is not None:
                             board.log(record)
-                        bar.advance(n=objects)
+                        bar.advance(n=objects, detail=f"loss {values['loss']:.4f}")
                         if step % config.log_every_steps == 0:
                             bar.note(
                                 f"step {step}: loss {values['loss']:.4f} "

@@ -61,12 +61,29 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def run_checkpoint(folder: Path) -> Path:
+    """The checkpoint a pretraining run folder stands for (best.pt, else last.pt), named in
+    one line so the report's encoder is no surprise."""
+    from xpt.toolkit.console import err, error_exit
+    from xpt.toolkit.export import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(folder)
+    except ValueError as error:
+        raise error_exit(str(error)) from None
+    why = "the epoch its probe chose" if path.name == "best.pt" else "it has no best.pt"
+    line = f"{folder}: a run folder; evaluating its {path.name} ({why})"
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+    return path
+
+
 def benchmark(
     checkpoint: Annotated[
         Path | None,
         typer.Option(
-            help="xpt checkpoint (last.pt, best.pt, epoch_XXX.pt) or a CrossPoint release "
-            "DGCNN state dict (recognised by its keys)."
+            help="xpt checkpoint (last.pt, best.pt, epoch_XXX.pt), a pretraining run folder "
+            "(its best.pt, else last.pt) or a CrossPoint release DGCNN state dict (recognised "
+            "by its keys)."
         ),
     ] = None,
     random_init: Annotated[
@@ -223,10 +240,12 @@ def benchmark(
     from xpt.benchmarks.report import print_report, report_json, write_plots
     from xpt.benchmarks.run import BenchmarkConfig, run_benchmark
     from xpt.toolkit.console import err, error_exit, write_json_report
-    from xpt.toolkit.fsio import check_writable
+    from xpt.toolkit.fsio import WriteError, check_writable
 
     if checkpoint is None and not random_init:
         raise error_exit("give --checkpoint PATH, or --random-init to evaluate untrained encoders")
+    if checkpoint is not None and checkpoint.is_dir():
+        checkpoint = run_checkpoint(checkpoint)
     check_writable(plot, json_path)  # now, not after the evaluation
     try:
         card = protocol_card(
@@ -273,5 +292,5 @@ def benchmark(
             for path in write_plots(plot, report):
                 err.print(f"plot: {escape(str(path))}", highlight=False)
         write_json_report(json_path, report_json(report))
-    except OSError as error:
-        raise error_exit(f"{error.filename}: cannot write: {error.strerror}") from None
+    except WriteError as error:
+        raise error_exit(str(error)) from None

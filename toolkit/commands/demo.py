@@ -69,7 +69,7 @@ def demo(
     from xpt.benchmarks.pointsets import modelnet_name
     from xpt.toolkit.console import error_exit
     from xpt.toolkit.demo import DemoConfig, run_demo
-    from xpt.toolkit.fsio import check_writable, make_folder
+    from xpt.toolkit.fsio import check_writable, make_folder, removed_if_left_empty
     from xpt.train.loop import TrainingError
 
     config = (
@@ -83,11 +83,12 @@ def demo(
         eval_format=None if eval_format is None else eval_format.value,
         eval_up_axis=eval_up_axis.value,
     )
-    make_folder(out)  # before any stage: a file in the way or a read-only place fail here
-    check_writable(json_path)
-    try:
-        if eval_data is not None:  # a wrong path fails now, not after pretraining
-            modelnet_name(eval_data, config.eval_format)
-        run_demo(config, json_path)
-    except (DatasetError, EncoderError, TrainingError, ValueError) as error:
-        raise error_exit(str(error)) from None
+    with removed_if_left_empty(out):  # a failed start leaves no empty --out
+        make_folder(out)  # before any stage: a file in the way or a read-only place fail here
+        check_writable(json_path)
+        try:
+            if eval_data is not None:  # a wrong path fails now, not after pretraining
+                modelnet_name(eval_data, config.eval_format)
+            run_demo(config, json_path)
+        except (DatasetError, EncoderError, TrainingError, ValueError) as error:
+            raise error_exit(str(error)) from None

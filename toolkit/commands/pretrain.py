@@ -178,6 +178,15 @@ def pretrain(
     samples_per_epoch: Annotated[
         int | None, typer.Option(help="Epoch length in objects; by default the manifest's count.")
     ] = None,
+    skip_missing_shards: Annotated[
+        bool | None,
+        typer.Option(
+            "--skip-missing-shards",
+            help="Train without the shards that the manifest lists (or a brace pattern names) "
+            "but that are not there, their samples left out of the epoch, with a note; "
+            "without it a missing shard is an error.",
+        ),
+    ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="Stop after this many optimiser steps in total.")
     ] = None,
@@ -298,7 +307,7 @@ def pretrain(
     from xpt.benchmarks.datasets import DatasetError
     from xpt.benchmarks.probe import build_probe
     from xpt.toolkit.console import err, error_exit, print_table, write_json_report
-    from xpt.toolkit.fsio import check_writable, make_folder
+    from xpt.toolkit.fsio import check_writable, make_folder, removed_if_left_empty
     from xpt.toolkit.interrupts import Interrupted
     from xpt.train.checkpoint import CheckpointError
     from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
@@ -326,6 +335,7 @@ def pretrain(
         "splits": splits,
         "shuffle": shuffle,
         "samples_per_epoch": samples_per_epoch,
+        "skip_missing_shards": skip_missing_shards,
         "max_steps": max_steps,
         "checkpoint_every_steps": checkpoint_every,
         "checkpoint_every_epochs": checkpoint_every_epochs,
@@ -356,16 +366,17 @@ def pretrain(
         config = resolve_config(base, config_file, overrides, preset)
         if main and config.preset is not None:
             print_preset(config)
-        make_folder(out)  # before any work (the probe set, the models)
-        if main:  # rank 0 alone probes and reports
-            check_writable(json_path)
-        summary = run_pretrain(
-            config,
-            shards,
-            out,
-            resume="auto" if resume_auto else resume,
-            probe=build_probe(config) if main else None,
-        )
+        with removed_if_left_empty(out):  # a failed start leaves no empty --out
+            make_folder(out)  # before any work (the probe set, the models)
+            if main:  # rank 0 alone probes and reports
+                check_writable(json_path)
+            summary = run_pretrain(
+                config,
+                shards,
+                out,
+                resume="auto" if resume_auto else resume,
+                probe=build_probe(config) if main else None,
+            )
     except (
         ValueError,
         TrainingError,

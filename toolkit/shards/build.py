@@ -15,7 +15,9 @@ Resume: the manifest is rewritten after every completed shard with each shard's
 keeps the shards on disk, and continues after the last one of each split. Ctrl-C or
 SIGTERM finishes the objects in hand, closes the open shards (a resumed set then has a
 shard boundary there) and stops with :class:`~xpt.toolkit.interrupts.Interrupted`; a second
-signal stops at once, dropping the open shards. Workers ignore both signals.
+signal stops at once, dropping the open shards. Workers ignore both signals and end with
+the main process (even killed). A second run on the same output folder is refused while
+one runs (:mod:`xpt.toolkit.locks`).
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_text, make_folder
 from xpt.toolkit.interrupts import (
     Interrupted,
     deferred_interrupts,
-    ignore_interrupts,
     interrupted_after,
     interrupts_ignored,
 )
+from xpt.toolkit.locks import folder_lock, start_worker
 from xpt.toolkit.meshes.budget import DEFAULT_MAX_FACES
 from xpt.toolkit.meshes.geometry import UP_AXES, as_mesh
 from xpt.toolkit.meshes.objects import MeshObject
@@ -389,7 +391,7 @@ def _make_encoded(
 
 
 def _init_worker(maker: SampleMaker, encoding: dict[str, Any]) -> None:
-    ignore_interrupts()  # the main process decides when to stop
+    start_worker()  # the main process decides when to stop; its death ends the worker
     _WORKER["maker"] = maker
     _WORKER["encoding"] = encoding
 
@@ -716,8 +718,10 @@ def objects_and_maker(config: ShardConfig) -> tuple[Source, SampleMaker]:
 
 
 def run_shard(config: ShardConfig) -> BuildResult:
-    """``xpt shard``: gather the objects, then :func:`build_shards`."""
-    found, maker = objects_and_maker(config)
-    result = build_shards(found.objects, config, maker, found.unread)
+    """``xpt shard``: gather the objects, then :func:`build_shards`, holding the output
+    folder's lock (:func:`~xpt.toolkit.locks.folder_lock`) throughout."""
+    with folder_lock(config.out_dir, "xpt shard"):
+        found, maker = objects_and_maker(config)
+        result = build_shards(found.objects, config, maker, found.unread)
     result.layout, result.note = found.layout, found.note
     return result

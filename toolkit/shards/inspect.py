@@ -21,7 +21,10 @@ from xpt.toolkit.shards.schema import SPLITS, decode_sample, iter_tar_samples
 
 
 def summarize(directory: str | os.PathLike) -> dict[str, Any]:
-    """Counts of one shard set: samples, splits, shards, bytes, categories, views, points."""
+    """Counts of one shard set: samples, splits, shards, bytes, categories, views, points.
+
+    ``complete``: the manifest says the set was finished and every shard it lists is there
+    at its recorded size (:func:`shard_file_problems`)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     shards = manifest_shards(manifest)
@@ -30,7 +33,7 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
     settings = manifest.get("settings", {})
     return {
         "directory": str(directory),
-        "complete": bool(manifest.get("complete")),
+        "complete": bool(manifest.get("complete")) and not shard_file_problems(directory),
         "samples": samples,
         "train": sum(info.samples for info in shards["train"]),
         "val": sum(info.samples for info in shards["val"]),

@@ -88,7 +88,7 @@ def make_manifest(
 
 
 def write_manifest(directory: str | os.PathLike, manifest: Mapping[str, Any]) -> Path:
-    return atomic_write_json(Path(directory) / MANIFEST, dict(manifest))
+    return atomic_write_json(Path(directory) / MANIFEST, dict(manifest), "the manifest")
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from xpt.toolkit.failures import FAILURES_FILE, read_failures
-from xpt.toolkit.fsio import atomic_directory, atomic_write_text
+from xpt.toolkit.fsio import atomic_directory, atomic_write_text, not_a_folder
+from xpt.toolkit.locks import carry_lock, folder_lock, is_lock_file
 from xpt.toolkit.partition import parse_part, part_of
 from xpt.toolkit.shards.manifest import (
     MANIFEST,
@@ -229,11 +230,18 @@ def merge_parts(paths: list[Path], out: Path) -> MergeResult:
     """Merge the parts named by ``paths`` (see :func:`find_parts`) into the set ``out``.
 
     ``out`` must be new, empty, or an earlier merge (which is replaced); it is written
-    as a temporary folder beside it and renamed when whole.
+    as a temporary folder beside it and renamed when whole, holding ``out``'s lock
+    (:func:`~xpt.toolkit.locks.folder_lock`: a second merge into it is refused).
     """
     started = time.perf_counter()
     parts = check_parts(find_parts(paths))
     _check_out(out, parts)
+    with folder_lock(out, "xpt merge"):
+        return _merge(parts, out, started)
+
+
+def _merge(parts: list[Part], out: Path, started: float) -> MergeResult:
+    """:func:`merge_parts` once the parts are checked and ``out`` is locked."""
     owner: dict[str, Path] = {}
     for part in parts:
         _check_files(part, owner)
@@ -274,6 +282,7 @@ def merge_parts(paths: list[Path], out: Path) -> MergeResult:
     )
     linked = 0
     with atomic_directory(out) as tmp:
+        carry_lock(out, tmp)
         for source, name in sources:
             linked += _place(source, tmp / name)
         atomic_write_text(
@@ -297,11 +306,9 @@ def _check_out(out: Path, parts: list[Part]) -> None:
     for part in parts:
         if resolved in (part.folder.resolve(), *part.folder.resolve().parents):
             raise MergeError(f"{out}: holds the parts; give a new folder as --out")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise MergeError(f"{out}: a file, not a folder")
-    if not any(out.iterdir()):
+    if reason := not_a_folder(out):
+        raise MergeError(f"{out}: {reason}")
+    if not out.exists() or all(is_lock_file(path.name) for path in out.iterdir()):
         return
     try:
         earlier = "merged" in (read_manifest(out).get("settings") or {})

@@ -20,6 +20,7 @@ from typing import Any
 
 from xpt.toolkit.failures import FAILURES_FILE, read_failures
 from xpt.toolkit.fsio import TMP_PREFIX
+from xpt.toolkit.locks import is_lock_file
 from xpt.toolkit.shards.manifest import (
     MANIFEST,
     ManifestError,
@@ -168,7 +169,7 @@ def verify_shards(directory: str | os.PathLike) -> VerifyReport:
     listed = {info.name for split in SPLITS for info in shards[split]}
     for path in sorted(directory.iterdir()):
         name = path.name
-        if name in listed or name in (MANIFEST, FAILURES_FILE):
+        if name in listed or name in (MANIFEST, FAILURES_FILE) or is_lock_file(name):
             continue
         if name.startswith(TMP_PREFIX):
             report.add(name, "temporary file left by an interrupted run")

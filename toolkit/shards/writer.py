@@ -1,10 +1,11 @@
 """Writing shards: ``<split>-NNNNNN.tar`` files rolled by sample count and/or size.
 
 Each shard is written under a temporary name (``.tmp-<name>``) and renamed when
-complete, so a shard under its final name is always whole. Tars are written with
-the ``tarfile`` module with every member's mtime, uid, gid and owner names fixed and
-the members of a sample in sorted order, so the same samples give byte-identical
-shards. The sha256 and size are computed while writing.
+complete, so a shard under its final name is always whole; a write that fails (a full
+disk) removes the temporary file and raises :class:`~xpt.toolkit.fsio.WriteError` naming
+the shard. Tars are written with the ``tarfile`` module with every member's mtime, uid,
+gid and owner names fixed and the members of a sample in sorted order, so the same samples
+give byte-identical shards. The sha256 and size are computed while writing.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import io
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xpt.toolkit.fsio import TMP_PREFIX
+from xpt.toolkit.fsio import TMP_PREFIX, writing
 from xpt.toolkit.shards.schema import shard_name
 
 BLOCK = tarfile.BLOCKSIZE
@@ -149,9 +151,21 @@ class ShardWriter:
     def _tmp_path(self) -> Path:
         return self.directory / f"{TMP_PREFIX}{shard_name(self.split, self.index)}"
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failure to write the open shard drops it (its temporary file, so the message
+        counts the space it took as free) and raises a WriteError naming its final path."""
+        with writing(self.directory / shard_name(self.split, self.index), "the shard"):
+            try:
+                yield
+            except BaseException:
+                self.abort()
+                raise
+
     def _open(self, position: int) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self._tmp_path, "wb")  # noqa: SIM115 (closed in _finish/abort)
+        with self._writing():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self._tmp_path, "wb")  # noqa: SIM115 (closed in _finish/abort)
         self._file = _HashingFile(self._handle)
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
         self._info = ShardInfo(name=shard_name(self.split, self.index), start=position)
@@ -178,8 +192,9 @@ class ShardWriter:
         if self._tar is None:
             self._open(position)
         assert self._tar is not None and self._info is not None
-        for info, data in members:
-            self._tar.addfile(info, io.BytesIO(data))
+        with self._writing():
+            for info, data in members:
+                self._tar.addfile(info, io.BytesIO(data))
         self._info.samples += 1
         self._info.end = position + 1
         self._info.views += views
@@ -191,12 +206,12 @@ class ShardWriter:
         """Close the open shard, fsync it, rename it to its final name, report it."""
         assert self._tar is not None and self._file is not None and self._handle is not None
         assert self._info is not None
-        self._tar.close()
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        final = self.directory / self._info.name
-        os.replace(self._tmp_path, final)
+        with self._writing():
+            self._tar.close()
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self._tmp_path, self.directory / self._info.name)
         self._info.bytes = self._file.size
         self._info.sha256 = self._file.sha256.hexdigest()
         self._info.categories = dict(self._categories)
@@ -214,9 +229,11 @@ class ShardWriter:
         return self.shards
 
     def abort(self) -> None:
-        """Drop the open shard (its temporary file), keeping completed ones."""
+        """Drop the open shard (its temporary file), keeping completed ones. On a full disk
+        closing the file fails to flush its last bytes; it is removed all the same."""
         if self._handle is not None:
-            self._handle.close()
+            with suppress(OSError):
+                self._handle.close()
         self._tmp_path.unlink(missing_ok=True)
         self._tar = self._file = self._handle = self._info = None
 
