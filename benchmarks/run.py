@@ -394,3 +394,159 @@ def run_benchmark(config: BenchmarkConfig) -> BenchmarkReport:
         seconds=time.perf_counter() - started,
         notes=notes,
     )
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+class OptionError(ValueError):
+    """A malformed option value (``xpt benchmark`` reports it as a usage error, status 2)."""
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise OptionError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise OptionError(f"{what} is empty")
+    return values
+
+
+def _plain(value: Any) -> Any:
+    """An Enum option's value (the members are ``str`` Enums), anything else as is."""
+    return getattr(value, "value", value)
+
+
+def benchmark_config_from_options(
+    *,
+    checkpoint: Path | None,
+    backbone: str,
+    k: int | None,
+    emb_dims: int,
+    dataset: str,
+    data: Path | None,
+    data_format: str | None,
+    up_axis: str | None,
+    variant: str | None,
+    train: Path | None,
+    test: Path | None,
+    per_category: int | None,
+    tasks: str,
+    protocol: str,
+    C: float | None,
+    bn_stats: str | None,
+    num_points: int,
+    resample: str,
+    ways: str,
+    shots: str,
+    queries: int,
+    runs: int,
+    seed: list[int] | None,
+    baseline_inits: int,
+    descriptors: bool,
+    cache: Path,
+    no_cache: bool,
+    batch_size: int,
+) -> BenchmarkConfig:
+    """The :class:`BenchmarkConfig` of ``xpt benchmark``'s options (Enum members taken as
+    their values; ``tasks``, ``ways`` and ``shots`` comma-separated); ValueError on a bad
+    value, :class:`OptionError` on a malformed list."""
+    from itertools import product
+
+    from xpt.benchmarks.protocols import protocol_card
+
+    card = protocol_card(
+        _plain(protocol),
+        C=C,
+        points=PointsSpec(num_points, _plain(resample)),
+        settings=tuple(product(_int_list(ways, "--ways"), _int_list(shots, "--shots"))),
+        queries=queries,
+        runs=runs,
+        bn_stats=_plain(bn_stats),
+    )
+    return BenchmarkConfig(
+        checkpoint=checkpoint,
+        backbone=_plain(backbone),
+        k=k,
+        emb_dims=emb_dims,
+        dataset=_plain(dataset),
+        data=data,
+        data_format=_plain(data_format),
+        up_axis=_plain(up_axis),
+        variants=None if variant is None else (variant,),
+        train_file=train,
+        test_file=test,
+        per_category=per_category,
+        tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+        protocol=card,
+        seeds=tuple(seed) if seed else (0,),
+        baseline_inits=baseline_inits,
+        descriptors=descriptors,
+        cache=cache,
+        features_cache=not no_cache,
+        batch_size=batch_size,
+    )
+
+
+def run_checkpoint(folder: Path) -> Path:
+    """The checkpoint a pretraining run folder stands for (best.pt, else last.pt), named in
+    one line so the report's encoder is no surprise."""
+    from xpt.toolkit.console import err, error_exit
+    from xpt.toolkit.export import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(folder)
+    except ValueError as error:
+        raise error_exit(str(error)) from None
+    why = "the epoch its probe chose" if path.name == "best.pt" else "it has no best.pt"
+    line = f"{folder}: a run folder; evaluating its {path.name} ({why})"
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+    return path
+
+
+def benchmark_from_options(
+    *,
+    checkpoint: Path | None,
+    random_init: bool,
+    cache: Path | None,
+    json_path: str | None,
+    plot: Path | None,
+    **options: Any,
+) -> None:
+    """``xpt benchmark``: check the outputs, evaluate, print the report and write the plots
+    and JSON; ``options`` as :func:`benchmark_config_from_options` takes them. User errors
+    exit 1 in one line (a malformed list is a usage error, status 2)."""
+    import typer
+    from rich.markup import escape
+
+    from xpt.benchmarks.datasets import DatasetError, default_cache_dir
+    from xpt.benchmarks.features import EncoderError
+    from xpt.benchmarks.report import print_report, report_json, write_plots
+    from xpt.toolkit.console import err, error_exit, write_json_report
+    from xpt.toolkit.fsio import WriteError, check_writable
+
+    if checkpoint is None and not random_init:
+        raise error_exit("give --checkpoint PATH, or --random-init to evaluate untrained encoders")
+    if checkpoint is not None and checkpoint.is_dir():
+        checkpoint = run_checkpoint(checkpoint)
+    check_writable(plot, json_path)  # now, not after the evaluation
+    try:
+        cache_dir = cache if cache is not None else default_cache_dir()
+        config = benchmark_config_from_options(checkpoint=checkpoint, cache=cache_dir, **options)
+        report = run_benchmark(config)
+    except OptionError as error:
+        raise typer.BadParameter(str(error)) from None
+    except (DatasetError, EncoderError, ValueError) as error:
+        raise error_exit(str(error)) from None
+    except OSError as error:  # e.g. a cache folder that cannot be written
+        raise error_exit(f"{error.filename or cache_dir}: {error.strerror}") from None
+    if json_path != "-":
+        print_report(report)
+    try:
+        if plot is not None:
+            for path in write_plots(plot, report):
+                err.print(f"plot: {escape(str(path))}", highlight=False)
+        write_json_report(json_path, report_json(report))
+    except WriteError as error:
+        raise error_exit(str(error)) from None

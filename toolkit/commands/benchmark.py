@@ -51,32 +51,6 @@ class Resample(str, Enum):
     random = "random"
 
 
-def _int_list(text: str, what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values:
-        raise typer.BadParameter(f"{what} is empty")
-    return values
-
-
-def run_checkpoint(folder: Path) -> Path:
-    """The checkpoint a pretraining run folder stands for (best.pt, else last.pt), named in
-    one line so the report's encoder is no surprise."""
-    from xpt.toolkit.console import err, error_exit
-    from xpt.toolkit.export import resolve_checkpoint
-
-    try:
-        path = resolve_checkpoint(folder)
-    except ValueError as error:
-        raise error_exit(str(error)) from None
-    why = "the epoch its probe chose" if path.name == "best.pt" else "it has no best.pt"
-    line = f"{folder}: a run folder; evaluating its {path.name} ({why})"
-    err.print(line, markup=False, highlight=False, soft_wrap=True)
-    return path
-
-
 def benchmark(
     checkpoint: Annotated[
         Path | None,
@@ -230,67 +204,38 @@ def benchmark(
     descriptor baseline, plus the paper's figure where one is recorded.
     Runs with no data at all on the embedded procedural sets.
     """
-    from itertools import product
+    from xpt.benchmarks.run import benchmark_from_options
 
-    from rich.markup import escape
-
-    from xpt.benchmarks.datasets import DatasetError, default_cache_dir
-    from xpt.benchmarks.features import EncoderError
-    from xpt.benchmarks.protocols import PointsSpec, protocol_card
-    from xpt.benchmarks.report import print_report, report_json, write_plots
-    from xpt.benchmarks.run import BenchmarkConfig, run_benchmark
-    from xpt.toolkit.console import err, error_exit, write_json_report
-    from xpt.toolkit.fsio import WriteError, check_writable
-
-    if checkpoint is None and not random_init:
-        raise error_exit("give --checkpoint PATH, or --random-init to evaluate untrained encoders")
-    if checkpoint is not None and checkpoint.is_dir():
-        checkpoint = run_checkpoint(checkpoint)
-    check_writable(plot, json_path)  # now, not after the evaluation
-    try:
-        card = protocol_card(
-            protocol.value,
-            C=C,
-            points=PointsSpec(num_points, resample.value),
-            settings=tuple(product(_int_list(ways, "--ways"), _int_list(shots, "--shots"))),
-            queries=queries,
-            runs=runs,
-            bn_stats=None if bn_stats is None else bn_stats.value,
-        )
-        cache_dir = cache if cache is not None else default_cache_dir()
-        config = BenchmarkConfig(
-            checkpoint=checkpoint,
-            backbone=backbone.value,
-            k=k,
-            emb_dims=emb_dims,
-            dataset=dataset.value,
-            data=data,
-            data_format=None if data_format is None else data_format.value,
-            up_axis=None if up_axis is None else up_axis.value,
-            variants=None if variant is None else (variant,),
-            train_file=train,
-            test_file=test,
-            per_category=per_category,
-            tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
-            protocol=card,
-            seeds=tuple(seed) if seed else (0,),
-            baseline_inits=baseline_inits,
-            descriptors=descriptors,
-            cache=cache_dir,
-            features_cache=not no_cache,
-            batch_size=batch_size,
-        )
-        report = run_benchmark(config)
-    except (DatasetError, EncoderError, ValueError) as error:
-        raise error_exit(str(error)) from None
-    except OSError as error:  # e.g. a cache folder that cannot be written
-        raise error_exit(f"{error.filename or cache_dir}: {error.strerror}") from None
-    if json_path != "-":
-        print_report(report)
-    try:
-        if plot is not None:
-            for path in write_plots(plot, report):
-                err.print(f"plot: {escape(str(path))}", highlight=False)
-        write_json_report(json_path, report_json(report))
-    except WriteError as error:
-        raise error_exit(str(error)) from None
+    benchmark_from_options(
+        checkpoint=checkpoint,
+        random_init=random_init,
+        backbone=backbone,
+        k=k,
+        emb_dims=emb_dims,
+        dataset=dataset,
+        data=data,
+        data_format=data_format,
+        up_axis=up_axis,
+        train=train,
+        test=test,
+        variant=variant,
+        per_category=per_category,
+        tasks=tasks,
+        protocol=protocol,
+        C=C,
+        bn_stats=bn_stats,
+        num_points=num_points,
+        resample=resample,
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        runs=runs,
+        seed=seed,
+        baseline_inits=baseline_inits,
+        descriptors=descriptors,
+        cache=cache,
+        no_cache=no_cache,
+        batch_size=batch_size,
+        json_path=json_path,
+        plot=plot,
+    )

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from typer.core import TyperCommand
-
-if TYPE_CHECKING:
-    from xpt.train.config import PretrainConfig
 
 
 class Backbone(str, Enum):
@@ -302,19 +299,7 @@ def pretrain(
     Several processes: torchrun --nproc-per-node N --no-python xpt pretrain ... (or
     torchrun ... -m xpt pretrain ...); --batch-size is per process, rank 0 alone writes.
     """
-    from dataclasses import replace
-
-    from xpt.benchmarks.datasets import DatasetError
-    from xpt.benchmarks.probe import build_probe
-    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
-    from xpt.toolkit.fsio import check_writable, make_folder, removed_if_left_empty
-    from xpt.toolkit.interrupts import Interrupted
-    from xpt.train.checkpoint import CheckpointError
-    from xpt.train.config import CONFIG_FILE, PretrainConfig, load_config, resolve_config
-    from xpt.train.data import ShardSpecError
-    from xpt.train.distributed import DistributedError, environment
-    from xpt.train.loop import TrainingError
-    from xpt.train.loop import pretrain as run_pretrain
+    from xpt.train.settings import pretrain_from_options
 
     overrides = {
         "backbone": backbone,
@@ -342,7 +327,7 @@ def pretrain(
         "seed": seed,
         "device": device,
         "probe": probe,
-        "probe_data": None if probe_data is None else str(probe_data),
+        "probe_data": probe_data,
         "probe_variant": probe_variant,
         "probe_per_category": probe_per_category,
         "probe_every": probe_every,
@@ -354,62 +339,13 @@ def pretrain(
         "channels_last": channels_last,
         "compile": compile_models,
     }
-    overrides = {k: v.value if isinstance(v, Enum) else v for k, v in overrides.items()}
-    main, who = True, ""
-    try:
-        env = environment()
-        main, who = env.is_main, f"rank {env.rank}: " if env.active else ""
-        base = PretrainConfig()
-        if (resume or resume_auto) and (out / CONFIG_FILE).exists():
-            base = replace(load_config(out / CONFIG_FILE), max_steps=None)
-        preset = "release" if replay_release else None
-        config = resolve_config(base, config_file, overrides, preset)
-        if main and config.preset is not None:
-            print_preset(config)
-        with removed_if_left_empty(out):  # a failed start leaves no empty --out
-            make_folder(out)  # before any work (the probe set, the models)
-            if main:  # rank 0 alone probes and reports
-                check_writable(json_path)
-            summary = run_pretrain(
-                config,
-                shards,
-                out,
-                resume="auto" if resume_auto else resume,
-                probe=build_probe(config) if main else None,
-            )
-    except (
-        ValueError,
-        TrainingError,
-        CheckpointError,
-        ShardSpecError,
-        DatasetError,
-        DistributedError,
-    ) as error:
-        raise error_exit(f"{who}{error}") from error
-    except Interrupted as stopped:
-        if main:
-            err.print(str(stopped), highlight=False)
-        raise typer.Exit(code=stopped.exit_code) from None
-    if main:
-        print_table("xpt pretrain", summary)
-        write_json_report(json_path, summary)
-
-
-def print_preset(config: PretrainConfig) -> None:
-    """One line naming the preset's settings as the run resolved them (an option given
-    after the preset shows its own value), and what the preset cannot set here."""
-    from xpt.toolkit.console import err
-    from xpt.train.config import PRESETS
-
-    values = ", ".join(f"{name} {getattr(config, name)}" for name in PRESETS[config.preset])
-    missing = (
-        "; no --probe, so no best.pt (the release keeps the epoch with the best ModelNet40 "
-        "test accuracy: add --probe modelnet40 --probe-data DIR)"
-        if config.probe is None
-        else ""
-    )
-    err.print(
-        f"replaying the published code (--replay-release): {values}{missing}",
-        highlight=False,
-        soft_wrap=True,
+    pretrain_from_options(
+        shards,
+        out,
+        overrides,
+        config_file=config_file,
+        replay_release=replay_release,
+        resume=resume,
+        resume_auto=resume_auto,
+        json_path=json_path,
     )
