@@ -14,7 +14,7 @@ end of a run ``failures.jsonl`` is rewritten to list only the objects that are f
 Ctrl-C or SIGTERM: the parent hands out no more objects, lets the workers finish the ones
 they hold, and raises :class:`~xpt.toolkit.interrupts.Interrupted`; a second signal stops at
 once. Workers ignore both signals (the parent decides), so they print no tracebacks, and
-end with the parent, even a killed one (:func:`~xpt.toolkit.locks.start_worker`).
+end with the parent, even a killed one (:func:`~xpt.toolkit.interrupts.start_worker`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ from xpt.toolkit.interrupts import (
     deferred_interrupts,
     interrupted_after,
     interrupts_ignored,
+    start_worker,
 )
-from xpt.toolkit.locks import folder_lock, part_lock, start_worker
+from xpt.toolkit.locks import folder_lock, part_lock
 from xpt.toolkit.meshes.geometry import AUTO, FORMAT_UP_AXES, UP_AXIS, file_up_axis
 from xpt.toolkit.meshes.objects import MeshObject
 

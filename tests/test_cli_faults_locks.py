@@ -208,7 +208,7 @@ def test_kill_9_of_the_parent_ends_its_workers_and_frees_the_folder(
 LOADER = """
 import time
 from torch.utils.data import DataLoader, IterableDataset
-from xpt.toolkit.locks import start_worker
+from xpt.toolkit.interrupts import start_worker
 
 class Stuck(IterableDataset):
     def __iter__(self):

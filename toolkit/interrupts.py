@@ -11,16 +11,27 @@ name. The shell convention for the exit status is 128 + the signal number: 130 f
 Worker processes (DataLoader workers, process pools) call :func:`ignore_interrupts` first:
 a terminal's Ctrl-C goes to the whole process group and a scheduler's SIGTERM to every
 process of the job, but only the main process should decide when to stop (workers that
-die mid-read would print tracebacks and fail the main process's next read).
+die mid-read would print tracebacks and fail the main process's next read), and
+:func:`start_worker` also has the kernel SIGKILL them when their parent dies, so ``kill -9``
+of the parent leaves no orphans (nor the multiprocessing resource tracker, which ends once
+they have).
 """
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCH_S = 0.5
 
 # SIGUSR1: what SLURM's --signal sends by default before a time limit (POSIX only).
 SIGNALS = (signal.SIGINT, signal.SIGTERM) + (
@@ -120,3 +131,40 @@ def ignore_interrupts(*_: object) -> None:
     """
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
+
+
+def start_worker(*_: object) -> None:
+    """The first call of a worker process: ignore SIGINT/SIGTERM/SIGUSR1 (the parent decides
+    when to stop) and end with the parent (:func:`die_with_parent`). Takes and ignores any
+    arguments, so it can be a pool ``initializer`` or a DataLoader ``worker_init_fn``."""
+    ignore_interrupts()
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Have this process SIGKILLed when its parent dies, even by SIGKILL (workers ignore
+    SIGTERM, so nothing else would stop them): Linux's ``PR_SET_PDEATHSIG``, elsewhere a
+    thread polling ``os.getppid()``. Linux sends the signal when the parent's *thread* that
+    started this process ends: start workers from a thread that outlives them."""
+    parent = multiprocessing.parent_process()
+    expected = parent.pid if parent is not None else os.getppid()
+    if not _set_parent_death_signal(signal.SIGKILL):
+        threading.Thread(target=_watch_parent, args=(expected,), daemon=True).start()
+    if os.getppid() != expected:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    """``prctl(PR_SET_PDEATHSIG, signum)``; False where it is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(expected: int) -> None:
+    while os.getppid() == expected:
+        time.sleep(_WATCH_S)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,5 +1,4 @@
-"""Who writes where, and for how long: one xpt per output folder, and workers that end
-with the process that started them.
+"""Who writes where: one xpt per output folder.
 
 Output folders: each command's library entry point holds :func:`folder_lock` on its output
 folder for the whole run, an exclusive ``flock`` of ``OUT/.xpt.lock``. A second writer is
@@ -9,25 +8,15 @@ file (``{pid, command, started, host}``) only names the holder in the refusal, a
 left by a dead holder is taken over with a note. Parts of a render job array share one
 folder by design and each lock a file of their own (:func:`part_lock`). Readers that list
 an output folder skip these files (:func:`is_lock_file`).
-
-Workers: :func:`start_worker` is the first call of every worker process (render, shard,
-DataLoader): it ignores the interrupt signals, as the parent decides when to stop, and asks
-the kernel to SIGKILL the worker when its parent dies, so ``kill -9`` of the parent leaves
-no orphans (nor the multiprocessing resource tracker, which ends once they have).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
-import multiprocessing
 import os
-import signal
 import socket
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -35,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from xpt.toolkit.fsio import make_folder
-from xpt.toolkit.interrupts import ignore_interrupts
 
 LOCK_FILE = ".xpt.lock"
 # flock's errors on file systems that cannot lock: the run goes on unguarded.
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_WATCH_S = 0.5
 
 
 class FolderInUse(OSError):
@@ -188,40 +174,3 @@ def _note(message: str) -> None:
     from xpt.toolkit.console import err
 
     err.print(f"[yellow]note[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def start_worker(*_: object) -> None:
-    """The first call of a worker process: ignore SIGINT/SIGTERM/SIGUSR1 (the parent decides
-    when to stop) and end with the parent (:func:`die_with_parent`). Takes and ignores any
-    arguments, so it can be a pool ``initializer`` or a DataLoader ``worker_init_fn``."""
-    ignore_interrupts()
-    die_with_parent()
-
-
-def die_with_parent() -> None:
-    """Have this process SIGKILLed when its parent dies, even by SIGKILL (workers ignore
-    SIGTERM, so nothing else would stop them): Linux's ``PR_SET_PDEATHSIG``, elsewhere a
-    thread polling ``os.getppid()``. Linux sends the signal when the parent's *thread* that
-    started this process ends: start workers from a thread that outlives them."""
-    parent = multiprocessing.parent_process()
-    expected = parent.pid if parent is not None else os.getppid()
-    if not _set_parent_death_signal(signal.SIGKILL):
-        threading.Thread(target=_watch_parent, args=(expected,), daemon=True).start()
-    if os.getppid() != expected:  # the parent died before the signal was armed
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _set_parent_death_signal(signum: int) -> bool:
-    """``prctl(PR_SET_PDEATHSIG, signum)``; False where it is unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _watch_parent(expected: int) -> None:
-    while os.getppid() == expected:
-        time.sleep(_WATCH_S)
-    os.kill(os.getpid(), signal.SIGKILL)

@@ -47,8 +47,9 @@ from xpt.toolkit.interrupts import (
     deferred_interrupts,
     interrupted_after,
     interrupts_ignored,
+    start_worker,
 )
-from xpt.toolkit.locks import folder_lock, start_worker
+from xpt.toolkit.locks import folder_lock
 from xpt.toolkit.meshes.budget import DEFAULT_MAX_FACES
 from xpt.toolkit.meshes.geometry import UP_AXES, as_mesh
 from xpt.toolkit.meshes.objects import MeshObject

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from xpt.toolkit.cpus import usable_cpus
 from xpt.toolkit.failures import Failure
-from xpt.toolkit.locks import start_worker
+from xpt.toolkit.interrupts import start_worker
 from xpt.toolkit.seeding import derive_seed
 from xpt.train.data.batch import Batch
 from xpt.train.data.failures import STAGE, _shard_reason
