@@ -50,7 +50,6 @@ _CHUNK_BYTES = 64 * 1024 * 1024
 _PLY_FACES = re.compile(rb"^element[ \t]+face[ \t]+(\d+)", re.MULTILINE)
 _PLY_FACE_LIST = re.compile(rb"^property[ \t]+list[ \t]+(\w+)[ \t]+(\w+)", re.MULTILINE)
 _PLY_END = re.compile(rb"end_header[ \t]*\r?\n")
-_OFF_HEADER = re.compile(rb"\s*(?:ST)?C?N?4?n?OFF\s*(\d+)\s+(\d+)")
 _SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2}
 _SIZES |= {"uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4}
 _ASCII_FACE_BYTES = 7  # "3 a b c": four numbers and three separators at least
@@ -80,14 +79,16 @@ def declared_faces(path: Path) -> tuple[int, str] | None:
     truncated, which :func:`~xpt.toolkit.meshes.load.load_mesh` reports). None for other
     files (glTF, GLB: their size limit bounds them).
     """
+    from xpt.toolkit.meshes.load import off_header
+
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(_HEAD_BYTES)
     if head.startswith(b"ply"):
         return _ply_faces(head, size)
-    off = _OFF_HEADER.match(re.sub(rb"#[^\n]*", b"", head[:4096]))
-    if off is not None:
-        faces = int(off.group(2))
+    _, magic, counts = off_header(head)
+    if counts is not None and not magic.group(2):  # (binary OFF is refused by the loader)
+        faces = int(counts.group(2))
         return (faces, "the OFF header declares") if size >= faces * _ASCII_FACE_BYTES else None
     if size >= 84:
         (triangles,) = struct.unpack_from("<I", head, 80)

@@ -598,16 +598,24 @@ def _check_ply(path: Path, data: bytes) -> None:
             )
 
 
+def off_header(head: bytes) -> tuple[bytes, re.Match | None, re.Match | None]:
+    """A file's first bytes with comments removed, and the OFF magic and count-line matches
+    in them (each None where absent): the one reader of OFF headers (:func:`_check_off`, the
+    face budget)."""
+    text = re.sub(rb"#[^\n]*", b"", head[:4096])
+    magic = _OFF_MAGIC.match(text)
+    # ModelNet has files whose counts follow the magic without a line break ("OFF490 518 0")
+    counts = None if magic is None else _OFF_COUNTS.match(text, magic.end())
+    return text, magic, counts
+
+
 def _check_off(path: Path, data: bytes) -> None:
     """Validate the OFF magic and that the declared vertex and face lines are all there."""
-    text = re.sub(rb"#[^\n]*", b"", data[:4096])
-    magic = _OFF_MAGIC.match(text)
+    text, magic, counts = off_header(data)
     if magic is None:
         raise MeshError(path, "not an OFF file (no 'OFF' magic)")
     if magic.group(2):
         raise MeshError(path, "binary OFF is not supported")
-    # ModelNet has files whose counts follow the magic without a line break ("OFF490 518 0")
-    counts = _OFF_COUNTS.match(text, magic.end())
     if counts is None:
         raise MeshError(path, "OFF file has no vertex/face count line")
     vertices, faces = int(counts.group(1)), int(counts.group(2))
