@@ -251,7 +251,7 @@ def stage_pretrain_step(config: SpeedConfig) -> dict[str, Any]:
     import torch
 
     from xpt.train.augment import ImageAugmentConfig, augment_images, augment_points
-    from xpt.train.loop import POINT_AUGMENT
+    from xpt.train.crosspoint import POINT_AUGMENT
     from xpt.train.losses import crosspoint_loss
     from xpt.train.models import build_image_encoder
 
@@ -361,8 +361,8 @@ def stage_loader(config: SpeedConfig) -> dict[str, Any]:
 
     from xpt.train.augment import ImageAugmentConfig, augment_images, augment_points
     from xpt.train.config import PretrainConfig
+    from xpt.train.crosspoint import POINT_AUGMENT
     from xpt.train.data import LoaderConfig, ShardLoader, loader_workers, resolve_shards
-    from xpt.train.loop import POINT_AUGMENT
 
     image_config = ImageAugmentConfig(size=config.image_size)
     # what `xpt pretrain` receives on CPU from local shards: a full reshuffle, augmented

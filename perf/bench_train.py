@@ -74,7 +74,7 @@ def _compute_rate(config, batch, steps: int) -> float:
     """Objects/s of augment + forward + backward + step on one in-memory batch."""
     import torch
 
-    from xpt.train.loop import augment_generator, build_models, compute_loss
+    from xpt.train.crosspoint import augment_generator, build_models, compute_loss
 
     point, image = build_models(config)
     params = [*point.parameters(), *image.parameters()]

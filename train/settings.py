@@ -82,7 +82,7 @@ def pretrain_from_options(
     from xpt.train.checkpoint import CheckpointError
     from xpt.train.data import ShardSpecError
     from xpt.train.distributed import DistributedError, environment
-    from xpt.train.loop import TrainingError
+    from xpt.train.errors import TrainingError
     from xpt.train.loop import pretrain as run_pretrain
 
     main, who = True, ""

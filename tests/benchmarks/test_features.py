@@ -54,7 +54,7 @@ def test_release_state_dicts_are_recognised_and_reproduce_the_reference(
 def test_xpt_checkpoints_load_their_point_encoder(tmp_path: Path) -> None:
     from xpt.train.checkpoint import make_checkpoint, save_checkpoint
     from xpt.train.config import PretrainConfig
-    from xpt.train.loop import augment_generator, build_models
+    from xpt.train.crosspoint import augment_generator, build_models
 
     config = PretrainConfig(backbone="pointnet", image_encoder="resnet18", emb_dims=32)
     point, image = build_models(config)

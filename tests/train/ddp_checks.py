@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from xpt.train.config import PretrainConfig
+from xpt.train.crosspoint import build_models, embedding_loss
 from xpt.train.data import ShardSet, resolve_shards
 from xpt.train.distributed import environment, gather_with_grad, process_group, wrap
-from xpt.train.loop import build_models, embedding_loss, pretrain
+from xpt.train.loop import pretrain
 from xpt.train.losses import crosspoint_loss
 
 

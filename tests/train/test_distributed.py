@@ -28,9 +28,10 @@ import torch
 
 from xpt.train.checkpoint import load_checkpoint
 from xpt.train.config import PretrainConfig
+from xpt.train.crosspoint import build_models, embedding_loss
 from xpt.train.curves import read_metrics
 from xpt.train.data import LoaderConfig, ShardLoader, resolve_shards
-from xpt.train.loop import build_models, embedding_loss, pretrain
+from xpt.train.loop import pretrain
 from xpt.train.losses import crosspoint_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -165,7 +165,8 @@ def test_knn_distances_are_the_references_bit_for_bit(channels: int) -> None:
 
 def test_pretrain_config_picks_the_edgeconv() -> None:
     from xpt.train.config import PretrainConfig
-    from xpt.train.loop import RESUME_EXACT_FIELDS, build_models
+    from xpt.train.crosspoint import build_models
+    from xpt.train.loop import RESUME_EXACT_FIELDS
 
     assert PretrainConfig().edgeconv == "fast" and "edgeconv" in RESUME_EXACT_FIELDS
     config = PretrainConfig(edgeconv="plain", k=4, emb_dims=16, image_encoder="resnet18")

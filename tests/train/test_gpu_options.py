@@ -12,10 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from xpt.toolkit.cli import app
-from xpt.train import loop
+from xpt.train import crosspoint, devices
 from xpt.train.config import PretrainConfig
+from xpt.train.crosspoint import build_models, compute_loss
 from xpt.train.data import Batch
-from xpt.train.loop import build_models, compile_problem, compute_loss
+from xpt.train.devices import compile_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,8 +61,8 @@ def test_cli_passes_both_options_into_the_saved_config(
         compiled.append(type(model).__name__)
         return model
 
-    monkeypatch.setattr(loop, "compile_model", record)
-    monkeypatch.setattr(loop, "compile_problem", lambda device: None)
+    monkeypatch.setattr(crosspoint, "compile_model", record)
+    monkeypatch.setattr(devices, "compile_problem", lambda device: None)
     run = tmp_path / "run"
     result = CliRunner().invoke(
         app, ["pretrain", str(tiny_shards), "--out", str(run), *ARGS, "--channels-last",
@@ -79,7 +80,7 @@ def test_compile_runs_on_cpu_forward_and_backward() -> None:
     if compile_problem(torch.device("cpu")):
         pytest.skip("no C++ compiler: torch.compile cannot run on CPU here")
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    compiled = loop.compile_model(model, torch.device("cpu"))
+    compiled = devices.compile_model(model, torch.device("cpu"))
     x = torch.randn(4, 8)
     assert torch.allclose(compiled(x), model(x), atol=1e-5)
     compiled(x).square().sum().backward()
@@ -91,7 +92,7 @@ def test_compile_without_a_compiler_says_what_to_install(
     tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(loop.shutil, "which", lambda name: None)
+    monkeypatch.setattr(devices.shutil, "which", lambda name: None)
     assert "C++ compiler" in compile_problem(torch.device("cpu"))
     result = CliRunner().invoke(
         app, ["pretrain", str(tiny_shards), "--out", str(tmp_path / "run"), *ARGS, "--compile"]

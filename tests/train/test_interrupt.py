@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import xpt.train.checkpoint as checkpoint
-import xpt.train.loop as loop
+import xpt.train.crosspoint as crosspoint
 from xpt.toolkit.fsio import TMP_PREFIX
 from xpt.toolkit.interrupts import Interrupted, deferred_interrupts
 from xpt.train.checkpoint import load_checkpoint
@@ -96,7 +96,7 @@ def test_a_second_signal_stops_at_once_without_a_half_written_checkpoint(
 ) -> None:
     """The first SIGTERM comes during step 2, the second while its last.pt is being
     written: the write is abandoned and its temporary file removed."""
-    real_loss, real_save = loop.compute_loss, checkpoint.torch.save
+    real_loss, real_save = crosspoint.compute_loss, checkpoint.torch.save
     calls = []
 
     def signalled_loss(*args, **kwargs):
@@ -110,7 +110,7 @@ def test_a_second_signal_stops_at_once_without_a_half_written_checkpoint(
         os.kill(os.getpid(), signal.SIGTERM)
         real_save(state, handle)
 
-    monkeypatch.setattr(loop, "compute_loss", signalled_loss)
+    monkeypatch.setattr(crosspoint, "compute_loss", signalled_loss)
     monkeypatch.setattr(checkpoint.torch, "save", signalled_save)
     run = tmp_path / "run"
     with pytest.raises(Interrupted) as caught:
@@ -123,7 +123,7 @@ def test_a_second_signal_stops_at_once_without_a_half_written_checkpoint(
     assert [r["step"] for r in _steps(run)] == [1, 2]
 
     # A fresh run into the same folder starts afresh (nothing there can be resumed).
-    monkeypatch.setattr(loop, "compute_loss", real_loss)
+    monkeypatch.setattr(crosspoint, "compute_loss", real_loss)
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     pretrain(replace(_config(tiny_settings), max_steps=1), tiny_shards, run)
     assert [r["step"] for r in _steps(run)] == [1]

@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import xpt.train.loop as loop
+import xpt.train.crosspoint as crosspoint
 from xpt.train.checkpoint import load_checkpoint
 from xpt.train.config import PretrainConfig
+from xpt.train.crosspoint import build_models, compute_loss
 from xpt.train.data import LoaderConfig, ShardLoader, resolve_shards
-from xpt.train.loop import TrainingError, build_models, compute_loss, lr_at, pretrain
+from xpt.train.errors import TrainingError
+from xpt.train.loop import pretrain
+from xpt.train.metrics_log import truncate_metrics
+from xpt.train.schedule import lr_at, never_trains
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,7 +132,7 @@ def test_learning_rate_schedules() -> None:
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     tiny_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_settings: dict
 ) -> None:
-    real = loop.crosspoint_loss
+    real = crosspoint.crosspoint_loss
     calls = []
 
     def poisoned(*args, **kwargs):
@@ -138,7 +142,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(loop, "crosspoint_loss", poisoned)
+    monkeypatch.setattr(crosspoint, "crosspoint_loss", poisoned)
     run = tmp_path / "run"
     config = PretrainConfig(**tiny_settings, epochs=2, checkpoint_every_steps=2)
     with pytest.raises(
@@ -148,7 +152,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert load_checkpoint(run / "last.pt")["position"]["step"] == 2
     assert [r["step"] for r in _metrics(run)] == [1, 2]
 
-    monkeypatch.setattr(loop, "crosspoint_loss", real)
+    monkeypatch.setattr(crosspoint, "crosspoint_loss", real)
     with pytest.raises(TrainingError, match="already holds a run"):
         pretrain(config, tiny_shards, run)
     changed = PretrainConfig(**{**config.to_dict(), "emb_dims": 16})
@@ -219,7 +223,7 @@ def test_non_finite_weights_stop_and_keep_the_last_good_checkpoint(
     tiny_settings: dict,
     target: str,
 ) -> None:
-    real_build = loop.build_models
+    real_build = crosspoint.build_models
 
     def build(config):
         point, image = real_build(config)
@@ -227,7 +231,7 @@ def test_non_finite_weights_stop_and_keep_the_last_good_checkpoint(
         _PoisonedAdam.victim = norm.running_var if target == "buffer" else norm.weight
         return point, image
 
-    monkeypatch.setattr(loop, "build_models", build)
+    monkeypatch.setattr(crosspoint, "build_models", build)
     monkeypatch.setattr(torch.optim, "Adam", _PoisonedAdam)
     run = tmp_path / "run"
     config = PretrainConfig(**tiny_settings, epochs=2, checkpoint_every_steps=2)
@@ -248,7 +252,7 @@ def test_truncating_metrics_drops_a_half_written_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     rows = [json.dumps({"step": s, "loss": 1.0}) for s in (1, 2, 3)]
     path.write_text("\n".join(rows) + "\n" + '{"step": 4, "lo')  # killed mid-write
-    loop._truncate_metrics(path, 2)
+    truncate_metrics(path, 2)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
 
 
@@ -290,9 +294,9 @@ def test_the_default_schedule_trains_one_epoch_at_the_base_lr(
     said = " ".join(capsys.readouterr().err.split())
     assert "lr_schedule 'release' trains its last epoch at lr 0" in said
     assert "epoch 1 of 1): the weights will not change; use --lr-schedule epoch" in said
-    assert loop.never_trains(PretrainConfig(epochs=3, lr_schedule="release"), 2)
-    assert not loop.never_trains(PretrainConfig(epochs=3, lr_schedule="release"), 1)
-    assert not loop.never_trains(PretrainConfig(epochs=1, lr_schedule="step"), 0)
+    assert never_trains(PretrainConfig(epochs=3, lr_schedule="release"), 2)
+    assert not never_trains(PretrainConfig(epochs=3, lr_schedule="release"), 1)
+    assert not never_trains(PretrainConfig(epochs=1, lr_schedule="step"), 0)
 
 
 def test_a_fresh_run_cleans_checkpointless_leftovers_and_refuses_the_rest(

@@ -15,7 +15,8 @@ from xpt.benchmarks.protocols import PointsSpec
 from xpt.toolkit.cli import app
 from xpt.train.checkpoint import load_checkpoint
 from xpt.train.config import PretrainConfig
-from xpt.train.loop import _best_probe, pretrain
+from xpt.train.loop import pretrain
+from xpt.train.metrics_log import best_probe as _best_probe
 from xpt.train.models import build_point_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

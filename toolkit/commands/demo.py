@@ -70,7 +70,7 @@ def demo(
     from xpt.toolkit.console import error_exit
     from xpt.toolkit.demo import DemoConfig, run_demo
     from xpt.toolkit.fsio import check_writable, make_folder, removed_if_left_empty
-    from xpt.train.loop import TrainingError
+    from xpt.train.errors import TrainingError
 
     config = (
         DemoConfig.fast(out, seed, workers) if fast else DemoConfig(out, seed=seed, workers=workers)

@@ -7,7 +7,8 @@ One module per job:
 - :mod:`~xpt.train.data.failures`: a corrupt shard or sample -> one recorded failure;
 - :mod:`~xpt.train.data.batch`: the :class:`Batch` the loader yields, and its augmentation;
 - :mod:`~xpt.train.data.pipeline`: the WebDataset stages each DataLoader worker runs;
-- :mod:`~xpt.train.data.loader`: :class:`ShardLoader`, epochs of full batches from them.
+- :mod:`~xpt.train.data.loader`: :class:`ShardLoader`, epochs of full batches from them;
+- :mod:`~xpt.train.data.opening`: a shard set and its loader opened for a pretraining run.
 
 The names below are the package's interface; import them from ``xpt.train.data``.
 """
@@ -28,6 +29,7 @@ from xpt.train.data.loader import (
     warn_failure,
     warn_note,
 )
+from xpt.train.data.opening import open_shards, training_loader
 from xpt.train.data.pipeline import EpochStream, FewestPoints
 from xpt.train.data.pipeline import _member_key as _member_key  # the full-shuffle tests' key
 from xpt.train.data.shard_sets import ShardSet, ShardSpecError, resolve_shards
@@ -51,11 +53,13 @@ __all__ = [
     "decode_view",
     "index_shards",
     "loader_workers",
+    "open_shards",
     "resample_points",
     "resolve_shards",
     "resolve_shuffle",
     "time_epoch",
     "time_loader",
+    "training_loader",
     "warn_failure",
     "warn_note",
 ]
