@@ -31,8 +31,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# One pytest worker per usable core (pytest-xdist; at most TEST_WORKERS_MAX), whole files per
+# worker so each module-scoped fixture is built once, the longest files first (the order of
+# tests/conftest.py), one compute thread per worker (more threads than cores leave OpenMP and
+# OpenBLAS spinning). `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= auto
+TEST_WORKERS_MAX ?= 8
 test: lint
-	PYOPENGL_PLATFORM=$${PYOPENGL_PLATFORM:-egl} $(BIN)/python -m pytest
+	PYOPENGL_PLATFORM=$${PYOPENGL_PLATFORM:-egl} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+		MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses $(TEST_WORKERS_MAX) --dist loadfile \
+		--no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
