@@ -37,6 +37,14 @@ def synth(
             "OUT/preview.png; no meshes).",
         ),
     ] = False,
+    parts: Annotated[
+        bool,
+        typer.Option(
+            "--parts",
+            help="With --eval: write procedural-parts instead (part-labelled clouds in "
+            "ShapeNetPart's DGCNN h5 layout: OUT/hdf5_data, OUT/parts.json; no meshes).",
+        ),
+    ] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the summary as JSON ('-' for stdout).")
     ] = None,
@@ -53,9 +61,16 @@ def synth(
         names = tuple(name.strip() for name in categories.split(",") if name.strip())
     if scan and not eval_set:
         raise error_exit("--scan writes an evaluation set: add --eval")
+    if parts and not eval_set:
+        raise error_exit("--parts writes an evaluation set: add --eval")
+    if scan and parts:
+        raise error_exit("--scan and --parts write different sets: give one of them")
     check_writable(json_path)  # now, not after the work (OUT is made before any object)
     if scan:
         _synth_scan(out, per_category, seed, names, json_path)
+        return
+    if parts:
+        _synth_parts(out, per_category, seed, names, json_path)
         return
     config = SynthConfig(out, per_category, names, seed, eval_set)
     try:
@@ -107,3 +122,28 @@ def _synth_scan(
         print_table("procedural-scan (modelnet40_ply_hdf5_2048 layout)", rows)
         err.print(f"preview: {escape(str(preview))}", highlight=False)
     write_json_report(json_path, {"out": str(out), "variants": rows})
+
+
+def _synth_parts(
+    out: Path, per_category: int, seed: int, names: tuple[str, ...] | None, json_path: Path | None
+) -> None:
+    """``xpt synth --eval --parts``: the procedural-parts set."""
+    from rich.markup import escape
+
+    from xpt.partseg.procedural import write_parts_set
+    from xpt.toolkit.console import err, error_exit, print_table, write_json_report
+
+    try:
+        summary = write_parts_set(out, per_category, seed, categories=names)
+    except ValueError as error:
+        raise error_exit(str(error)) from error
+    except OSError as error:
+        where = error.filename or out
+        raise error_exit(f"{where}: {error.strerror}") from error
+    if str(json_path) != "-":
+        print_table("procedural-parts (shapenet_part_seg_hdf5_data layout)", summary)
+        failed = summary["failed"]
+        if failed:
+            where = escape(str(out / "failures.jsonl"))
+            err.print(f"[red]{failed} objects failed[/red]; see {where}", highlight=False)
+    write_json_report(json_path, summary)

@@ -1,0 +1,1 @@
+"""Part segmentation, the paper's third evaluation: data, metrics, fine-tuning, report."""
