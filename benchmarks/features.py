@@ -167,6 +167,12 @@ def point_encoder_from(
     if weights is None:
         raise EncoderError(f"{path}: neither an xpt checkpoint nor a state dict of tensors")
     weights = strip_module_prefix(weights)
+    if "transform_net.transform.weight" in weights:
+        raise EncoderError(
+            f"{path}: the release's part-segmentation DGCNN (DGCNN_partseg); xpt benchmark "
+            "evaluates its xpt checkpoints (xpt pretrain --backbone dgcnn_seg), and xpt "
+            "finetune --task partseg fine-tunes this file"
+        )
     if "conv5.0.weight" not in weights:
         raise EncoderError(
             f"{path}: a state dict, but not a CrossPoint DGCNN one (no conv5.0.weight; "
@@ -207,12 +213,13 @@ def with_k(model: nn.Module, info: EncoderInfo, k: int) -> tuple[nn.Module, Enco
     EdgeConv weights do not depend on k, which is how the release's few-shot script
     evaluates a k=15 checkpoint with k=5.
     """
-    if info.backbone != "dgcnn" or info.k == k:
+    if info.backbone not in ("dgcnn", "dgcnn_seg") or info.k == k:
         return model, info
     model = copy.deepcopy(model)
-    model.k = k
-    for layer in (model.conv1, model.conv2, model.conv3, model.conv4):
-        layer.k = k
+    model.k = k  # (dgcnn_seg reads it at every forward)
+    if info.backbone == "dgcnn":
+        for layer in (model.conv1, model.conv2, model.conv3, model.conv4):
+            layer.k = k
     return model, EncoderInfo(**{**asdict(info), "k": k})
 
 

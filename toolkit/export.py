@@ -74,7 +74,8 @@ def export_encoder(
         raise ValueError(f"{checkpoint}: has no image encoder to export (a release state dict)")
     report = _read_json(benchmark) if benchmark is not None else None
     data = _shard_summary(shards) if shards is not None else None
-    tensors = {f"point.{k}": v for k, v in encoder.point.state_dict().items()}
+    # (clones: dgcnn_seg registers each BatchNorm twice, and safetensors refuses shared storage)
+    tensors = {f"point.{k}": v.detach().clone() for k, v in encoder.point.state_dict().items()}
     if with_image:
         tensors |= {f"image.{k}": v for k, v in encoder.image.state_dict().items()}
     architecture = dict(encoder.settings)

@@ -20,7 +20,7 @@ from xpt.toolkit.shards.schema import SPLITS as SHARD_SPLITS
 
 CONFIG_FILE = "config.json"
 
-BACKBONES = ("dgcnn", "pointnet")
+BACKBONES = ("dgcnn", "pointnet", "dgcnn_seg")
 EDGECONVS = ("fast", "plain")  # xpt.train.models.edgeconv.EDGECONV_IMPLS
 IMAGE_ENCODERS = ("resnet50", "resnet18")
 LOSSES = ("both", "imid", "cmid")
@@ -188,7 +188,7 @@ class PretrainConfig:
                 f"need lr > 0, weight_decay >= 0, temperature > 0; got {self.lr}, "
                 f"{self.weight_decay}, {self.temperature}"
             )
-        if self.backbone == "dgcnn" and self.k > self.points:
+        if self.backbone in ("dgcnn", "dgcnn_seg") and self.k > self.points:
             raise ValueError(
                 f"k={self.k} neighbours need at least as many points, got {self.points}"
             )

@@ -13,6 +13,7 @@ from typer.core import TyperCommand
 class Backbone(str, Enum):
     dgcnn = "dgcnn"
     pointnet = "pointnet"
+    dgcnn_seg = "dgcnn_seg"
 
 
 class ImageEncoder(str, Enum):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch import nn
 
 from xpt.train.models.dgcnn import DGCNN
+from xpt.train.models.dgcnn_partseg import DGCNNSegEncoder
 from xpt.train.models.pointnet import PointNet
 from xpt.train.models.resnet import ResNet, resnet18, resnet50
 
@@ -21,6 +22,9 @@ POINT_ENCODERS: dict[str, Callable[..., nn.Module]] = {
     ),
     "pointnet": lambda *, k, emb_dims, proj_dim, edgeconv: PointNet(
         emb_dims=emb_dims, proj_dim=proj_dim
+    ),
+    "dgcnn_seg": lambda *, k, emb_dims, proj_dim, edgeconv: DGCNNSegEncoder(
+        k=k, emb_dims=emb_dims, proj_dim=proj_dim, edgeconv=edgeconv
     ),
 }
 IMAGE_ENCODERS: dict[str, Callable[..., ResNet]] = {"resnet50": resnet50, "resnet18": resnet18}
@@ -34,7 +38,8 @@ def build_point_encoder(
     proj_dim: int = 256,
     edgeconv: str = "fast",
 ) -> nn.Module:
-    """Point encoder "dgcnn" or "pointnet" (``k`` and ``edgeconv`` are used by DGCNN only)."""
+    """Point encoder "dgcnn", "pointnet" or "dgcnn_seg" (the part-segmentation DGCNN's
+    encoder; ``k`` is used by the DGCNNs, ``edgeconv`` by "dgcnn" only)."""
     if name not in POINT_ENCODERS:
         raise ValueError(f"unknown point encoder {name!r}; valid: {', '.join(POINT_ENCODERS)}")
     return POINT_ENCODERS[name](k=k, emb_dims=emb_dims, proj_dim=proj_dim, edgeconv=edgeconv)
@@ -49,6 +54,7 @@ def build_image_encoder(name: str, *, proj_dim: int = 256) -> ResNet:
 
 __all__ = [
     "DGCNN",
+    "DGCNNSegEncoder",
     "IMAGE_ENCODERS",
     "POINT_ENCODERS",
     "PointNet",
