@@ -187,6 +187,18 @@ def write_cad_stl() -> Callable[[Path, np.ndarray], Path]:
     return _write_cad_stl
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run torch on one thread (for a whole test module, so that runs compared with each
+    other use the same reductions): on a small shared CI machine more threads mostly wait."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # The files that take longest (seconds of `pytest --durations` on 2 idle cores, serial), run
 # first: `make test` hands whole files to its pytest-xdist workers (--dist loadfile, in this
 # order with --no-loadscope-reorder), so no long file starts while the other workers are

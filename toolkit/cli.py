@@ -21,6 +21,7 @@ from xpt.toolkit.commands import (
     benchmark,
     demo,
     export,
+    finetune,
     inspect,
     merge,
     plot,
@@ -109,6 +110,7 @@ app.command("verify")(guarded(verify.verify))
 app.command("inspect")(guarded(inspect.inspect))
 app.command("pretrain", cls=pretrain.PretrainCommand)(guarded(pretrain.pretrain))
 app.command("benchmark")(guarded(benchmark.benchmark))
+app.command("finetune")(guarded(finetune.finetune))
 app.command("export")(guarded(export.export))
 app.command("plot")(guarded(plot.plot))
 app.command("demo")(guarded(demo.demo))

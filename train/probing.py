@@ -63,8 +63,9 @@ class EpochProbe:
 def _probe_line(
     epochs_done: int, result: dict[str, Any], improved: bool, best: tuple[float, int] | None
 ) -> str:
-    """``epoch 3 probe: linear accuracy 71.0 % on the val split of ..., C=1; best so far``;
-    ``best``: the best before this probe."""
+    """``epoch 3 probe: linear accuracy 71.0 % on the val split of ..., C=1; best so far``
+    (``probe_metric`` names another figure than linear accuracy); ``best``: the best before
+    this probe."""
     where = (
         "the TEST split (release behaviour)"
         if result.get("probe_split") == "test"
@@ -75,10 +76,11 @@ def _probe_line(
         ranking = f"; best so far -> {BEST}"
     else:
         ranking = f" (best {100 * best[0]:.1f} %, epoch {best[1]})"
+    metric = result.get("probe_metric", "linear accuracy")
     return (
-        f"epoch {epochs_done} probe: linear accuracy {100 * result['probe_accuracy']:.1f} % on "
-        f"{where} of {result.get('probe_dataset', 'the probe set')}, "
-        f"C={result.get('probe_C', 0):g}"
+        f"epoch {epochs_done} probe: {metric} {100 * result['probe_accuracy']:.1f} % on "
+        f"{where} of {result.get('probe_dataset', 'the probe set')}"
+        + (f", C={result['probe_C']:g}" if "probe_C" in result else "")
         + ("" if card == "xpt" else f" (protocol {card})")
         + ranking
     )

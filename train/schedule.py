@@ -18,9 +18,10 @@ class ScheduleSettings(Protocol):
     lr_schedule: str
 
 
-def cosine_lr(base_lr: float, position: float, t_max: float) -> float:
-    """CosineAnnealingLR's value at ``position`` of ``t_max`` (eta_min 0)."""
-    return 0.5 * base_lr * (1 + math.cos(math.pi * min(position, t_max) / t_max))
+def cosine_lr(base_lr: float, position: float, t_max: float, eta_min: float = 0.0) -> float:
+    """CosineAnnealingLR's value at ``position`` of ``t_max``, from ``base_lr`` to ``eta_min``."""
+    cosine = 1 + math.cos(math.pi * min(position, t_max) / t_max)
+    return eta_min + 0.5 * (base_lr - eta_min) * cosine
 
 
 def lr_at(config: ScheduleSettings, epoch: int, batch: int, steps_per_epoch: int | None) -> float:

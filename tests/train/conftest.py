@@ -135,18 +135,6 @@ def make_shards() -> Callable[..., Path]:
     return write_shard_set
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Run torch on one thread (for a whole test module, so that runs compared with each
-    other use the same reductions): on a small shared CI machine more threads mostly wait."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_settings() -> dict:
     """PretrainConfig fields for steps of milliseconds: PointNet on 32 points, 16-px images."""
