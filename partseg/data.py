@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xpt.toolkit.meshes.load import is_number
 from xpt.toolkit.seeding import rng
 
 PART_SETS = ("shapenetpart", "procedural-parts")
@@ -438,18 +439,10 @@ def _row_problem(path: Path) -> str:
         fields = line.split()
         if fields and len(fields) != _PARTANNO_COLUMNS:
             return f"line {number} has {len(fields)} columns, expected 7 (x y z nx ny nz part)"
-        bad = next((field for field in fields if not _is_number(field)), None)
+        bad = next((field for field in fields if not is_number(field)), None)
         if bad is not None:
             return f"line {number}: '{bad}' is not a number"
     return "not rows of 7 numbers (x y z nx ny nz part)"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _read_rows(path: Path) -> np.ndarray:

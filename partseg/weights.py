@@ -19,7 +19,6 @@ from DistributedDataParallel with ``module.`` on every key, which is stripped).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,25 +105,13 @@ def read_point_weights(path: Path) -> tuple[dict[str, Tensor], str]:
 
 def _from_export(folder: Path) -> dict[str, Tensor]:
     """The ``point.*`` tensors of an ``xpt export`` folder of a dgcnn_seg encoder."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from xpt.train.encoder import EncoderLoadError, read_export
 
-    from xpt.train.encoder import CONFIG_FILE, EXPORT_FORMAT, WEIGHTS_FILE
-
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    if not config_path.is_file() or not weights_path.is_file():
-        raise WeightsError(f"{folder}: a folder without {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WeightsError(f"{config_path}: unreadable: {error}") from None
-    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
-        raise WeightsError(f"{config_path}: not an xpt encoder config")
+        config, tensors = read_export(folder)
+    except EncoderLoadError as error:
+        raise WeightsError(str(error)) from None
     _check_backbone(config.get("architecture", {}).get("backbone"), folder)
-    try:
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError) as error:
-        raise WeightsError(f"{weights_path}: unreadable safetensors file: {error}") from None
     prefix = "point."
     return {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
 

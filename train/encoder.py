@@ -143,10 +143,10 @@ def _from_checkpoint(path: Path) -> Encoder:
     return Encoder(point, settings, image, source)
 
 
-def _from_export(folder: Path) -> Encoder:
+def read_export(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """An ``xpt export`` folder's config and tensors (``point.*``, ``image.*``), checked;
+    an :class:`EncoderLoadError` names what is missing or unreadable."""
     from safetensors.torch import load_file
-
-    from xpt.train.models import build_image_encoder, build_point_encoder
 
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     for needed in (config_path, weights_path):
@@ -162,6 +162,13 @@ def _from_export(folder: Path) -> Encoder:
         weights = load_file(str(weights_path))
     except Exception as error:  # safetensors raises its own error types for bad files
         raise EncoderLoadError(f"{weights_path}: unreadable safetensors file: {error}") from None
+    return config, weights
+
+
+def _from_export(folder: Path) -> Encoder:
+    from xpt.train.models import build_image_encoder, build_point_encoder
+
+    config, weights = read_export(folder)
     arch = config["architecture"]
     point = build_point_encoder(
         arch["backbone"], k=arch["k"], emb_dims=arch["emb_dims"], proj_dim=arch["proj_dim"]

@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from xpt.toolkit.commands.benchmark import Protocol
+from xpt.toolkit.commands.pretrain import Device
+
 
 class Task(str, Enum):
     partseg = "partseg"
@@ -16,17 +19,6 @@ class Task(str, Enum):
 class PartDataset(str, Enum):
     procedural_parts = "procedural-parts"
     shapenetpart = "shapenetpart"
-
-
-class Protocol(str, Enum):
-    xpt = "xpt"
-    crosspoint = "crosspoint"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def finetune(

@@ -253,7 +253,7 @@ def asset_file_name(reference: str) -> str:
         i += 1
         if values == 3:  # u [v [w]]: as many numbers as follow, up to three
             for _ in range(3):
-                if i < last and _is_number(words[i].group()):
+                if i < last and is_number(words[i].group()):
                     i += 1
         else:
             i = min(i + values, last)
@@ -263,7 +263,8 @@ def asset_file_name(reference: str) -> str:
     return name.replace("\\", "/")
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a float (``"1e-3"``, ``"nan"``)."""
     try:
         float(text)
     except ValueError:
