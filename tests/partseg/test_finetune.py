@@ -123,3 +123,14 @@ def test_a_run_folder_in_use_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TrainingError, match="already holds a run"):
         finetune(replace(TINY, epochs=1), _part_set(), tmp_path / "run")
+
+
+def test_the_crosspoint_card_selects_on_test_and_says_so(tmp_path: Path) -> None:
+    config = replace(TINY, protocol="crosspoint", epochs=2)
+    result = finetune(config, _part_set(), tmp_path / "run")
+    assert [line["probe_split"] for line in _probe_lines(tmp_path / "run")] == ["test", "test"]
+    assert result["card"]["selected_on_test"] is True
+    assert "TEST" in result["card"]["note"] and result["card"]["train"] == "train+val"
+    best = max(_probe_lines(tmp_path / "run"), key=lambda line: line["probe_accuracy"])
+    assert result["selection_miou"] == best["probe_accuracy"]
+    assert result["test"]["instance_miou"] == pytest.approx(best["probe_accuracy"])
