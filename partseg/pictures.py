@@ -12,6 +12,7 @@ from xpt.partseg.metrics import shape_ious
 from xpt.toolkit.fsio import atomic_write_bytes
 
 MAX_SHAPES = 6
+OTHER_CATEGORY = (0.6, 0.6, 0.6, 1.0)  # grey: a part id of another category (the argmax is free)
 
 
 def picked_shapes(part_set: PartSet, limit: int = MAX_SHAPES) -> list[int]:
@@ -25,7 +26,8 @@ def write_partseg_picture(
     path: Path, part_set: PartSet, predictions: dict[str, np.ndarray], points: int
 ) -> Path:
     """One row per picked test shape: its true parts, then each arm's prediction
-    (``predictions``: arm name -> (S, points) part ids), the shape IoU in each title."""
+    (``predictions``: arm name -> (S, points) part ids), the shape IoU in each title; a
+    point predicted as another category's part is grey."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,13 +39,15 @@ def write_partseg_picture(
     figure = plt.figure(figsize=(2.6 * len(columns), 2.6 * len(shapes)))
     for row, shape in enumerate(shapes):
         cloud, category = test.points[shape, :points], int(test.category[shape])
-        start = part_set.part_ranges[category][0]
+        start, stop = part_set.part_ranges[category]
         labels = {"true": test.parts[shape, :points]}
         labels.update({name: pred[shape] for name, pred in predictions.items()})
         for column, name in enumerate(columns):
             axes = figure.add_subplot(len(shapes), len(columns), row * len(columns) + column + 1,
                                       projection="3d")  # fmt: skip
-            colours = plt.get_cmap("tab10")((np.asarray(labels[name]) - start) % 10)
+            own = np.asarray(labels[name]) - start  # a part of this category: 0 .. parts - 1
+            colours = plt.get_cmap("tab10")(own % 10)
+            colours[(own < 0) | (own >= stop - start)] = OTHER_CATEGORY
             # +Y up in the data, +Z up in matplotlib's 3-D axes
             axes.scatter(cloud[:, 0], cloud[:, 2], cloud[:, 1], c=colours, s=4, linewidths=0)
             for limits in (axes.set_xlim, axes.set_ylim, axes.set_zlim):
