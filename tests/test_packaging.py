@@ -14,6 +14,7 @@ FOLDERS = {
     "render": "xpt.render",
     "train": "xpt.train",
     "benchmarks": "xpt.benchmarks",
+    "partseg": "xpt.partseg",
 }
 
 
