@@ -36,7 +36,13 @@ def finetune_config(
     if checkpoint is not None:
         from xpt.partseg.weights import encoder_emb_dims
 
-        config = replace(config, emb_dims=encoder_emb_dims(checkpoint))
+        width = encoder_emb_dims(checkpoint)
+        if options.get("emb_dims") not in (None, width):
+            raise ValueError(
+                f"--emb-dims {options['emb_dims']}: {checkpoint} holds an encoder of width "
+                f"{width}; leave --emb-dims out to use it"
+            )
+        config = replace(config, emb_dims=width)
     return config
 
 

@@ -89,6 +89,18 @@ def test_checkpoint_and_baseline_share_seeds_and_give_a_margin(
     assert "tensors loaded" in result.output and "pretrained - random init" in result.output
 
 
+def test_a_width_other_than_the_checkpoints_is_refused(hdf5_data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "seg.pth"
+    torch.save(DGCNNSegEncoder(k=4, emb_dims=16).state_dict(), path)
+    result = _finetune(
+        "--checkpoint", path, "--emb-dims", "32", "--dataset", "shapenetpart",
+        "--data", hdf5_data, "--out", tmp_path / "o",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--emb-dims 32" in result.output and "of width 16" in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "args, said",
     [

@@ -72,6 +72,10 @@ def finetune(
     batch_size: Annotated[int | None, typer.Option(help="Shapes a step (release 8).")] = None,
     points: Annotated[int | None, typer.Option(help="Points per shape (release 2048).")] = None,
     k: Annotated[int | None, typer.Option(help="DGCNN neighbours (release 40).")] = None,
+    emb_dims: Annotated[
+        int | None,
+        typer.Option(help="Encoder width (release 1024); a checkpoint's encoder sets its own."),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="SGD learning rate (release 0.1).")] = None,
     device: Annotated[Device, typer.Option(help="Training device.")] = Device.auto,
     fast: Annotated[
@@ -110,6 +114,7 @@ def finetune(
         "batch_size": batch_size,
         "points": points,
         "k": k,
+        "emb_dims": emb_dims,
         "lr": lr,
         "device": device.value,
     }
