@@ -282,22 +282,13 @@ def _require_file(path: Path, what: str = "an HDF5 file") -> Path:
 
 def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``data`` as (n, P, 3) float32 and ``label`` as (n,) int64 from one h5 file, checked."""
-    import h5py
+    from xpt.toolkit.h5files import H5Error, read_datasets
 
     _require_file(path)
-    arrays: dict[str, np.ndarray] = {}
     try:
-        with h5py.File(path, "r") as handle:
-            for key in (DATA, LABEL):
-                item = handle.get(key)
-                if not isinstance(item, h5py.Dataset):
-                    found = ", ".join(sorted(handle)) or "nothing"
-                    raise _error(path, f"no '{key}' dataset (the file holds: {found})")
-                arrays[key] = item[()]
-    except OSError as error:
-        raise _error(
-            path, f"not a readable HDF5 file (another format or truncated): {error}"
-        ) from None
+        arrays = read_datasets(path, (DATA, LABEL))
+    except H5Error as error:
+        raise _error(path, str(error)) from None
     data, label = arrays[DATA], arrays[LABEL]
     if data.ndim != 3 or data.shape[2] != 3 or data.shape[1] < 1:
         raise _error(path, f"'data' has shape {data.shape}, expected (n, P, 3) with P >= 1")

@@ -232,22 +232,12 @@ def h5_split_files(folder: Path, split: str) -> list[Path]:
 
 def _h5_arrays(path: Path) -> dict[str, np.ndarray]:
     """``data``, ``label`` and ``pid`` of one h5 file, as stored."""
-    import h5py
+    from xpt.toolkit.h5files import H5Error, read_datasets
 
-    arrays: dict[str, np.ndarray] = {}
     try:
-        with h5py.File(path, "r") as handle:
-            for key in ("data", "label", "pid"):
-                item = handle.get(key)
-                if not isinstance(item, h5py.Dataset):
-                    keys = ", ".join(sorted(handle)) or "none"
-                    raise _error(path, f"no '{key}' dataset (keys: {keys})")
-                arrays[key] = item[()]
-    except OSError as error:
-        raise _error(
-            path, f"not a readable HDF5 file (another format or truncated): {error}"
-        ) from None
-    return arrays
+        return read_datasets(path, ("data", "label", "pid"))
+    except H5Error as error:
+        raise _error(path, str(error)) from None
 
 
 def _check_h5_shapes(path: Path, data: np.ndarray, label: np.ndarray, pid: np.ndarray) -> None:

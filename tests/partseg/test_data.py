@@ -214,7 +214,7 @@ def _write(name: str, text: str):
 REFUSALS = {
     "no pid": (
         _rewrite("ply_data_train0.h5", pid=None),
-        "ply_data_train0.h5", "no 'pid' dataset (keys: data, label)",
+        "ply_data_train0.h5", "no 'pid' dataset (the file holds: data, label)",
     ),
     "pid rows": (
         _rewrite("ply_data_train1.h5", pid=np.zeros((1, 64), np.uint8)),
