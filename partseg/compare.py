@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from xpt.partseg.config import FinetuneConfig, card
-from xpt.partseg.data import PartSet
+from xpt.partseg.data import PartSet, is_standard
 from xpt.partseg.finetune import RESULT_FILE, finetune
+from xpt.toolkit.console import err
 from xpt.toolkit.fsio import atomic_write_json
 
 REPORT_FILE = "partseg.json"
@@ -61,6 +62,7 @@ def run_arms(
             if resume and done.exists():
                 result = json.loads(done.read_text(encoding="utf-8"))
             else:
+                err.print(f"fine-tuning from {arm.name}, seed {seed} -> {run_dir}", markup=False)
                 result = finetune(
                     replace(config, seed=seed), part_set, run_dir, checkpoint=arm.checkpoint,
                     resume="auto" if resume else False,
@@ -105,6 +107,7 @@ def summarise(
         "task": "partseg",
         "dataset": part_set.name,
         "data": part_set.source,
+        "standard": is_standard(part_set),  # None: a set named as no published one
         "shapes": {split: len(data) for split, data in part_set.splits.items()},
         "categories": list(part_set.categories),
         "label_fraction": config.label_fraction,

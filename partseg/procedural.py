@@ -740,5 +740,12 @@ def load_procedural_parts(
         return read_parts_set(data, points)
     folder = cache_folder(per_category, points, seed, cache_dir)
     if not _is_complete(folder, per_category, points, seed):
+        from xpt.toolkit.console import err
+
+        err.print(
+            f"procedural-parts: generating {per_category} objects per category into {folder} "
+            "(once; later runs read it)",
+            markup=False,
+        )
         write_parts_set(folder, per_category, seed, points=points)
     return read_parts_set(folder, points)

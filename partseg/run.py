@@ -82,12 +82,28 @@ def finetune_from_options(
                 per_category=FAST_PER_CATEGORY if fast_sizes else None,
             )  # fmt: skip
             config = with_data(config, part_set)
+            _say_data(part_set)
             report = run_arms(config, part_set, out, arms(checkpoint, baseline), seeds, resume)
     except (ValueError, TrainingError, CheckpointError, PartSetError, WeightsError) as error:
         raise error_exit(str(error)) from error
     report["picture"] = str(_picture(out, part_set, report, config.points))
     _print(report)
     write_json_report(json_path, report)
+
+
+def _say_data(part_set: PartSet) -> None:
+    from xpt.partseg.data import standard_note
+    from xpt.toolkit.console import err
+
+    sizes = " / ".join(f"{len(split)} {name}" for name, split in part_set.splits.items())
+    err.print(
+        f"data: {part_set.name} ({part_set.source}): {sizes} shapes, "
+        f"{len(part_set.categories)} categories, {part_set.num_parts} part ids",
+        markup=False,
+    )
+    note = standard_note(part_set)
+    if note:
+        err.print(f"note {note}", markup=False)
 
 
 def _picture(out: Path, part_set: PartSet, report: dict[str, Any], points: int) -> Path:
@@ -103,9 +119,9 @@ def _print(report: dict[str, Any]) -> None:
     from xpt.toolkit.console import err, print_table
 
     card = report["card"]
-    title = f"part segmentation, {report['dataset']} test split, card {card['name']}" + (
-        ", SELECTED ON TEST" if card["selected_on_test"] else ""
-    )
+    standard = " (non-standard)" if report["standard"] is False else ""
+    title = f"part segmentation, {report['dataset']}{standard} test split, card {card['name']}"
+    title += ", SELECTED ON TEST" if card["selected_on_test"] else ""
     print_table(title, table_rows(report))
     print_table("per-category IoU % (test, mean over seeds)", category_rows(report))
     if "margin" in report:

@@ -66,6 +66,11 @@ def test_random_init_reports_scores_card_and_picture(hdf5_data: Path, tmp_path: 
     assert (out / "random-init" / "seed0" / "result.json").is_file()
     assert (out / "partseg.png").stat().st_size > 10_000
     assert "instance mIoU" in result.output and "card xpt" in result.output
+    assert report["standard"] is False and "shapenetpart (non-standard)" in result.output
+    said = " ".join(result.output.split())
+    assert "data: shapenetpart" in said and "12 train / 6 val / 6 test shapes" in said
+    assert "not the standard ShapeNetPart" in said
+    assert "fine-tuning from random-init, seed 0" in said
 
 
 def test_checkpoint_and_baseline_share_seeds_and_give_a_margin(
