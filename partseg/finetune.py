@@ -78,7 +78,8 @@ class PartLoader:
     def __init__(self, split: PartSplit, batch_size: int, points: int, seed: int):
         self.split, self.batch_size, self.points, self.seed = split, batch_size, points, seed
         count = len(split)
-        drop_last = count >= DROP_LAST_FROM
+        # (and a last batch of one cloud: BatchNorm needs two)
+        drop_last = count >= DROP_LAST_FROM or count % batch_size == 1
         self.steps_per_epoch = count // batch_size if drop_last else math.ceil(count / batch_size)
         if self.steps_per_epoch == 0:
             raise TrainingError(f"{count} training shapes: fewer than a batch of {batch_size}")
@@ -90,8 +91,6 @@ class PartLoader:
         size = self.batch_size
         for batch in range(skip, self.steps_per_epoch):
             index = np.sort(order[batch * size : (batch + 1) * size])
-            if len(index) < 2:  # BatchNorm needs two clouds; only a ragged last batch is this
-                return
             rng = np.random.default_rng(derive_seed(self.seed, "points", epoch, batch))
             shuffle = np.argsort(rng.random((len(index), self.points)), axis=1)
             points = self.split.points[index, : self.points]

@@ -134,3 +134,12 @@ def test_the_crosspoint_card_selects_on_test_and_says_so(tmp_path: Path) -> None
     best = max(_probe_lines(tmp_path / "run"), key=lambda line: line["probe_accuracy"])
     assert result["selection_miou"] == best["probe_accuracy"]
     assert result["test"]["instance_miou"] == pytest.approx(best["probe_accuracy"])
+
+
+def test_a_last_batch_of_one_cloud_is_not_an_epoch_step() -> None:
+    """17 shapes at batch 4: four full batches; the 17th cloud alone would break BatchNorm,
+    so the epoch has 4 steps and yields 4 batches (not 5 counted and 4 given)."""
+    loader = PartLoader(_split(17, 0), batch_size=4, points=POINTS, seed=0)
+    assert loader.steps_per_epoch == 4
+    assert [len(batch) for batch in loader.epoch(0)] == [4, 4, 4, 4]
+    assert PartLoader(_split(18, 0), batch_size=4, points=POINTS, seed=0).steps_per_epoch == 5
