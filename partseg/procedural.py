@@ -92,7 +92,7 @@ from xpt.partseg.data import (
     part_ranges_from_counts,
     read_dgcnn_h5,
 )
-from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
+from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
 from xpt.toolkit.fsio import atomic_directory, atomic_write_json, make_folder
 from xpt.toolkit.meshes.objects import MeshObject
 from xpt.toolkit.procedural.parts import Part
@@ -489,7 +489,6 @@ def _sample_splits(
     from xpt.toolkit.console import RunProgress
 
     offsets = dict(zip(categories, (start for start, _ in part_ranges(categories)), strict=True))
-    recorded = {f.id for f in read_failures(log.path) if f.stage == STAGE}
     arrays = {split: _SplitArrays([], [], [], []) for split in SPLITS}
     failures: list[Failure] = []
     total = sum(len(members) for members in splits.values())
@@ -500,8 +499,7 @@ def _sample_splits(
                     cloud, labels = labelled_cloud(obj, points, seed)
                 except ValueError as error:
                     failure = Failure(obj.key, None, STAGE, str(error))
-                    if failure.id not in recorded:
-                        log.record(failure)
+                    log.record_once(failure)
                     failures.append(failure)
                     bar.fail(failure.line())
                     bar.advance(ok=False)

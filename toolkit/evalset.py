@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from xpt import __version__
-from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog, read_failures
+from xpt.toolkit.failures import FAILURES_FILE, Failure, FailureLog
 from xpt.toolkit.fsio import TMP_PREFIX, atomic_write_json, atomic_write_text
 from xpt.toolkit.meshes.geometry import as_mesh
 from xpt.toolkit.meshes.objects import MeshObject
@@ -202,7 +202,6 @@ def write_eval_set(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = FailureLog(out / FAILURES_FILE)  # shared with `xpt synth --eval` in the same folder
-    recorded = {f.id for f in read_failures(log.path) if f.stage == STAGE}
     objects = procedural_objects(per_category, seed, categories, eval=True)
     shape_names = list(dict.fromkeys(obj.category_name for obj in objects))
     splits = split_objects(objects, test_fraction, seed)
@@ -221,8 +220,7 @@ def write_eval_set(
                 except (MeshError, ValueError) as error:
                     reason = error.reason if isinstance(error, MeshError) else str(error)
                     failure = Failure(obj.key, obj.where, STAGE, reason)
-                    if failure.id not in recorded:
-                        log.record(failure)
+                    log.record_once(failure)
                     failures.append(failure)
                     bar.fail(failure.line())
                     bar.advance(ok=False)

@@ -44,6 +44,7 @@ class FailureLog:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.count = 0
+        self._recorded: set[tuple[str, str]] | None = None  # (id, stage) in the file
 
     def record(self, failure: Failure) -> None:
         """Append ``failure``; a failed write raises a WriteError naming the record."""
@@ -58,6 +59,15 @@ class FailureLog:
                 handle.write(line.encode("utf-8"))
                 handle.flush()
         self.count += 1
+
+    def record_once(self, failure: Failure) -> None:
+        """:meth:`record`, unless the file already holds this object's failure at this stage
+        (a rerun that resumes meets an earlier run's failures again)."""
+        if self._recorded is None:
+            self._recorded = {(f.id, f.stage) for f in read_failures(self.path)}
+        if (failure.id, failure.stage) not in self._recorded:
+            self.record(failure)
+            self._recorded.add((failure.id, failure.stage))
 
 
 def read_failures(path: str | os.PathLike) -> list[Failure]:
