@@ -203,9 +203,6 @@ def _count(keys: list[str], noun: str) -> str:
     return f"{len(keys)} {noun}{'s' if len(keys) != 1 else ''} ({shown})"
 
 
-__all__ = ["InitReport", "WeightsError", "init_from_checkpoint", "read_point_weights"]
-
-
 def encoder_emb_dims(path: Path) -> int:
     """The ``emb_dims`` of the encoder stored at ``path`` (conv6's width), which the
     fine-tuned network must be built with."""
@@ -214,3 +211,12 @@ def encoder_emb_dims(path: Path) -> int:
     if conv6 is None:
         raise WeightsError(f"{path}: no conv6.0.weight, so no dgcnn_seg encoder")
     return int(conv6.shape[0])
+
+
+__all__ = [
+    "InitReport",
+    "WeightsError",
+    "encoder_emb_dims",
+    "init_from_checkpoint",
+    "read_point_weights",
+]
